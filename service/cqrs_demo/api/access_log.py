@@ -1,0 +1,65 @@
+"""One log line per request: method, path, status, duration, and the stream it touched."""
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cqrs_demo.domain.text import printable
+
+log = logging.getLogger("cqrs_demo.request")
+
+_QUIET_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+class AccessLog:
+    """ASGI middleware. Commands log at INFO (errors at WARNING for 4xx, ERROR for 5xx),
+    probes at DEBUG. Values of the request body are never logged; the aggregate and version
+    come from ``scope["state"]``, where the endpoint leaves them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            self._log(scope, status, time.perf_counter() - started)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, seconds: float) -> None:
+        path = scope["path"]
+        level = logging.INFO
+        if path in _QUIET_PATHS and status < 400:
+            level = logging.DEBUG
+        elif status >= 500:
+            level = logging.ERROR
+        elif status >= 400:
+            level = logging.WARNING
+        if not log.isEnabledFor(level):
+            return
+        state = scope.get("state", {})
+        aggregate = state.get("aggregate")
+        version = state.get("version")
+        log.log(
+            level,
+            "%s %s %d %.1fms%s%s",
+            printable(scope["method"], 16),
+            printable(path, 200),
+            status,
+            seconds * 1000,
+            f" aggregate={aggregate}" if aggregate is not None else "",
+            f" version={version}" if version is not None else "",
+        )

@@ -1,0 +1,63 @@
+"""The Starlette application: routes, the error table, the access log."""
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from functools import wraps
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cqrs_demo.api.access_log import AccessLog
+from cqrs_demo.api.commands import create_order_endpoint
+from cqrs_demo.api.health import healthz, readyz_endpoint
+from cqrs_demo.api.problems import as_problem, problem_response
+from cqrs_demo.handlers import EventStore
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
+
+
+def build_app(
+    *,
+    store: EventStore,
+    check_ready: Callable[[], Awaitable[int]],
+    body_limit: int,
+    lifespan: Lifespan | None = None,
+) -> Starlette:
+    """The API over ``store``; ``check_ready`` backs ``/readyz``."""
+    routes = [
+        Route(
+            "/api/commands/order/create",
+            answering_problems(create_order_endpoint(store, body_limit=body_limit)),
+            methods=["POST"],
+        ),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", answering_problems(readyz_endpoint(check_ready)), methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(AccessLog)],
+        exception_handlers={HTTPException: _http_exception},
+        lifespan=lifespan,
+    )
+
+
+def answering_problems(endpoint: Endpoint) -> Endpoint:
+    """Every error the endpoint raises becomes a problem+json answer (see ``as_problem``)."""
+
+    @wraps(endpoint)
+    async def answer(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except Exception as error:
+            return problem_response(as_problem(error))
+
+    return answer
+
+
+async def _http_exception(request: Request, error: Exception) -> Response:
+    return problem_response(as_problem(error))

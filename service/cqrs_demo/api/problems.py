@@ -1,0 +1,98 @@
+"""RFC 9457 problem details, and the one table that maps every error to an HTTP answer."""
+
+import logging
+from collections.abc import Mapping
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from cqrs_demo.domain.errors import ExpectedVersionMismatch, InvalidCommand
+from cqrs_demo.domain.ids import uuid7
+from cqrs_demo.store.errors import SchemaNotCurrent, StoreUnavailable
+
+log = logging.getLogger("cqrs_demo.api")
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = "2"
+_TITLES = {
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class Problem(Exception):
+    """An HTTP problem raised inside the API layer: status, detail and extension members."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        problem_type: str = "about:blank",
+        headers: Mapping[str, str] | None = None,
+        **extensions: object,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.problem_type = problem_type
+        self.headers = dict(headers or {})
+        self.extensions = extensions
+
+
+def problem_response(problem: Problem) -> Response:
+    body = {
+        "type": problem.problem_type,
+        "title": _TITLES.get(problem.status, "Error"),
+        "status": problem.status,
+        "detail": problem.detail,
+        **problem.extensions,
+    }
+    return Response(
+        orjson.dumps(body), problem.status, headers=problem.headers, media_type=PROBLEM_JSON
+    )
+
+
+def as_problem(error: Exception) -> Problem:
+    """Translate any error that reaches the HTTP boundary; log what the client is not told."""
+    match error:
+        case Problem():
+            return error
+        case InvalidCommand():
+            errors = [{"field": e.field, "message": e.message} for e in error.errors]
+            return Problem(
+                400, str(error), problem_type="urn:cqrs-demo:invalid-command", errors=errors
+            )
+        case ExpectedVersionMismatch():
+            return Problem(
+                409,
+                "Conflict: Aggregate version mismatch. Please retry.",
+                problem_type="urn:cqrs-demo:version-conflict",
+                headers={"ETag": f'"{error.actual_version}"'},
+                aggregate_id=error.stream,
+                expected_version=error.expected_version,
+                actual_version=error.actual_version,
+            )
+        case StoreUnavailable() | SchemaNotCurrent():
+            log.error("answering 503: %s", error)
+            return Problem(
+                503,
+                "The event store is unavailable. Please retry.",
+                problem_type="urn:cqrs-demo:store-unavailable",
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
+        case HTTPException() if error.status_code == 405 and error.headers:
+            allowed = error.headers.get("Allow", "")
+            return Problem(405, f"method not allowed; allowed: {allowed}", headers=error.headers)
+        case HTTPException():
+            return Problem(error.status_code, error.detail, headers=error.headers)
+    error_id = uuid7().hex
+    log.error("internal error %s", error_id, exc_info=error)
+    return Problem(500, f"Internal error; quote error id {error_id}.", error_id=error_id)

@@ -1,0 +1,105 @@
+"""The ``cqrs-demo`` command: serve, migrate, check, and a local run on a throwaway database.
+
+Exit codes: 0 success; 1 failure (database unreachable, schema behind, a worker died);
+78 (EX_CONFIG) a bad or missing setting, which no restart can fix.
+"""
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+
+from cqrs_demo import __version__
+from cqrs_demo.localdb import LocalPostgres, LocalPostgresError
+from cqrs_demo.logs import configure_logging
+from cqrs_demo.settings import ConfigError, database_conninfo, load_settings
+from cqrs_demo.store.conninfo import describe
+from cqrs_demo.store.errors import MigrationChanged, SchemaNotCurrent, StoreUnavailable
+from cqrs_demo.store.schema import check_database, migrate
+from cqrs_demo.store.sql import latest_schema_version
+
+EXIT_CONFIG = 78
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cqrs-demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cqrs-demo {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("serve", help="run the command API (settings from CQRS_* variables)")
+    commands.add_parser("migrate", help="apply the schema migrations (idempotent)")
+    commands.add_parser("check", help="check settings, database and schema; exit 0 or 1")
+    local = commands.add_parser(
+        "local", help="run the API on 127.0.0.1:8080 over a throwaway PostgreSQL"
+    )
+    local.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    arguments = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = _COMMANDS[arguments.command]
+    try:
+        return run(arguments)
+    except ConfigError as error:
+        print(f"cqrs-demo: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (
+        StoreUnavailable,
+        SchemaNotCurrent,
+        MigrationChanged,
+        LocalPostgresError,
+        OSError,
+    ) as error:
+        print(f"cqrs-demo {arguments.command}: {error}", file=sys.stderr)
+        return 1
+
+
+def _serve(arguments: argparse.Namespace) -> int:
+    from cqrs_demo.server import serve  # imports uvicorn: only for the command that serves
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return serve(settings)
+
+
+def _migrate(arguments: argparse.Namespace) -> int:
+    applied = asyncio.run(migrate(database_conninfo(os.environ)))
+    for migration in applied:
+        print(f"applied {migration.name}")
+    if not applied:
+        print(f"nothing to apply: schema at version {latest_schema_version()}")
+    return 0
+
+
+def _check(arguments: argparse.Namespace) -> int:
+    settings = load_settings()
+    version = asyncio.run(check_database(settings.conninfo))
+    print(
+        f"ok: {describe(settings.conninfo)} reachable, schema version {version} "
+        f"(this release needs {latest_schema_version()})"
+    )
+    return 0
+
+
+def _local(arguments: argparse.Namespace) -> int:
+    from cqrs_demo.server import serve
+
+    with LocalPostgres() as database:
+        database.create_database("cqrs_events")
+        environ = {
+            "CQRS_WORKERS": "1",
+            **os.environ,
+            "CQRS_DATABASE_URL": database.url("cqrs_events"),
+            "CQRS_PORT": str(arguments.port),
+        }
+        for migration in asyncio.run(migrate(database.url("cqrs_events"))):
+            print(f"applied {migration.name}", file=sys.stderr)
+        settings = load_settings(environ)
+        configure_logging(settings.log_level)
+        print(f"throwaway PostgreSQL: psql {database.url('cqrs_events')}", file=sys.stderr)
+        return serve(settings)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": _serve,
+    "migrate": _migrate,
+    "check": _check,
+    "local": _local,
+}

@@ -1,0 +1,148 @@
+"""Commands: what a client asks the system to do, validated into frozen values.
+
+``parse_create_order`` takes the decoded JSON object of a request and returns a
+``CreateOrder`` or raises ``InvalidCommand`` naming every failing field at once.
+Numbers arrive as ``int`` (JSON integers) or ``Decimal`` (JSON numbers with a fraction or
+exponent), never as ``float``: a price is never rounded through a binary float.
+"""
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from cqrs_demo.domain.errors import FieldError, InvalidCommand
+from cqrs_demo.domain.text import printable
+
+MAX_ID_LENGTH = 255
+MAX_QUANTITY = 2_147_483_647
+MAX_TOTAL_PRICE = Decimal(10) ** 15
+MAX_PRICE_DECIMALS = 6
+MAX_VERSION = 2**63 - 1
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?P<fraction>\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
+)
+_FORBIDDEN_CHARACTERS = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOrder:
+    """Place an order for ``quantity`` of ``product_id`` on behalf of ``user_id``.
+
+    ``expected_version`` is the version the user's stream must be at (0: no orders yet);
+    ``None`` appends after whatever the stream holds when the command is handled.
+    ``timestamp`` is the client's own time for the command, kept in the event's metadata.
+    """
+
+    user_id: str
+    product_id: str
+    quantity: int
+    total_price: Decimal
+    timestamp: datetime | None = None
+    expected_version: int | None = None
+
+
+def parse_create_order(fields: Mapping[str, object]) -> CreateOrder:
+    """Validate a decoded JSON object into a ``CreateOrder``; raise ``InvalidCommand``."""
+    errors = [
+        FieldError(printable(name), f"unknown field: {printable(name)}")
+        for name in fields
+        if name not in _PARSERS
+    ]
+    values: dict[str, Any] = {}
+    for name, parse in _PARSERS.items():
+        try:
+            values[name] = parse(name, fields.get(name))
+        except _FieldRefused as refused:
+            errors.append(FieldError(name, str(refused)))
+    if errors:
+        raise InvalidCommand(errors)
+    return CreateOrder(**values)
+
+
+class _FieldRefused(Exception):
+    """One field's value breaks its rule; the message names the field."""
+
+
+def _identifier(name: str, value: object) -> str:
+    if value is None or value == "":
+        raise _FieldRefused(f"{name} is required")
+    if not isinstance(value, str):
+        raise _FieldRefused(f"{name} must be a string")
+    if len(value) > MAX_ID_LENGTH:
+        raise _FieldRefused(f"{name} must be at most {MAX_ID_LENGTH} characters, got {len(value)}")
+    if _FORBIDDEN_CHARACTERS.search(value):
+        raise _FieldRefused(f"{name} must not contain control characters or lone surrogates")
+    return value
+
+
+def _quantity(name: str, value: object) -> int:
+    if value is None:
+        raise _FieldRefused(f"{name} is required")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _FieldRefused(f"{name} must be an integer")
+    if not 1 <= value <= MAX_QUANTITY:
+        raise _FieldRefused(f"{name} must be between 1 and {MAX_QUANTITY}, got {value}")
+    return value
+
+
+def _total_price(name: str, value: object) -> Decimal:
+    if value is None:
+        raise _FieldRefused(f"{name} is required")
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise _FieldRefused(f"{name} must be a number")
+    price = Decimal(value)
+    if not price.is_finite() or (price.is_signed() and price != 0):
+        raise _FieldRefused(f"{name} must not be negative")
+    if price >= MAX_TOTAL_PRICE:
+        raise _FieldRefused(f"{name} must be less than {MAX_TOTAL_PRICE:f}")
+    if _decimal_places(price) > MAX_PRICE_DECIMALS:
+        raise _FieldRefused(f"{name} must have at most {MAX_PRICE_DECIMALS} decimal places")
+    return abs(price)  # -0 becomes 0
+
+
+def _decimal_places(number: Decimal) -> int:
+    _sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite, checked by the caller
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -exponent - trailing_zeros)
+
+
+def _timestamp(name: str, value: object) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _FieldRefused(f"{name} must be an RFC 3339 string")
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise _FieldRefused(f"{name} must be an RFC 3339 date-time with an offset")
+    text = value.upper().replace("Z", "+00:00")
+    fraction = match["fraction"] or ""
+    text = text.replace(fraction, fraction[:7].ljust(7, "0") if fraction else "", 1)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise _FieldRefused(f"{name} is not a valid date-time: {value[:40]}") from None
+
+
+def _expected_version(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _FieldRefused(f"{name} must be an integer")
+    if not 0 <= value <= MAX_VERSION:
+        raise _FieldRefused(f"{name} must be between 0 and {MAX_VERSION}")
+    return value
+
+
+_PARSERS: dict[str, Callable[[str, object], object]] = {
+    "user_id": _identifier,
+    "product_id": _identifier,
+    "quantity": _quantity,
+    "total_price": _total_price,
+    "timestamp": _timestamp,
+    "expected_version": _expected_version,
+}

@@ -1,0 +1,31 @@
+"""Errors the domain raises: a refused command, and a stream that moved under a command."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One failing field of a command, with a message that names it."""
+
+    field: str
+    message: str
+
+
+class InvalidCommand(Exception):
+    """The command's fields break its rules; ``errors`` lists every failing field."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(error.message for error in errors))
+        self.errors = tuple(errors)
+
+
+class ExpectedVersionMismatch(Exception):
+    """The stream was not at the version the append expected; nothing was written."""
+
+    def __init__(self, stream: str, expected_version: int, actual_version: int) -> None:
+        super().__init__(
+            f"stream {stream!r} is at version {actual_version}, expected {expected_version}"
+        )
+        self.stream = stream
+        self.expected_version = expected_version
+        self.actual_version = actual_version

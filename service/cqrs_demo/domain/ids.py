@@ -1,0 +1,21 @@
+"""Identifiers that are unique across hosts and processes and sort by creation time."""
+
+import os
+import time
+from uuid import UUID
+
+
+def uuid7() -> UUID:
+    """Return a version 7 UUID (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
+
+    Uniqueness across processes and hosts rests on the random bits (from ``os.urandom``, which
+    a forked child does not share with its parent); order is by millisecond.
+    """
+    millis = time.time_ns() // 1_000_000
+    random_bits = int.from_bytes(os.urandom(10), "big")
+    value = (millis & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76  # version
+    value |= ((random_bits >> 62) & 0xFFF) << 64  # rand_a: 12 bits
+    value |= 0b10 << 62  # variant
+    value |= random_bits & 0x3FFF_FFFF_FFFF_FFFF  # rand_b: 62 bits
+    return UUID(int=value)

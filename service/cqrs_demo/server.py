@@ -1,0 +1,177 @@
+"""Serving the API: a main process that binds the socket and supervises worker processes.
+
+The main process binds ``host:port`` once and starts ``workers`` processes (spawned, not
+forked) that share the socket, each running uvicorn with its own event loop and pool.
+It tells systemd ``READY=1`` only when every worker has opened its pool and checked the
+schema, and ``STOPPING=1`` on SIGTERM or SIGINT; each worker then drains its in-flight
+requests (uvicorn's graceful shutdown) and closes its pool. A worker that dies on its own
+stops the others, and the main process exits 1 so that systemd restarts the service.
+"""
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import socket
+import time
+from multiprocessing.connection import wait
+from multiprocessing.context import SpawnProcess
+from multiprocessing.queues import Queue
+from types import FrameType
+
+import uvicorn
+import uvloop
+
+from cqrs_demo.bootstrap import create_app
+from cqrs_demo.logs import configure_logging
+from cqrs_demo.settings import Settings
+from cqrs_demo.systemd import notify
+
+log = logging.getLogger("cqrs_demo.server")
+
+START_TIMEOUT_SECONDS = 60.0
+DRAIN_TIMEOUT_SECONDS = 20.0
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT (exit 0) or until a worker fails (exit 1)."""
+    listener = bind(settings.host, settings.port)
+    context = multiprocessing.get_context("spawn")
+    ready: Queue[int] = context.Queue()
+    workers = [
+        context.Process(target=run_worker, args=(settings, listener, ready), name=f"worker-{n}")
+        for n in range(settings.workers)
+    ]
+    stop_requested = _catch_stop_signals()
+    for worker in workers:
+        worker.start()
+    try:
+        if not _await_ready(workers, ready, stop_requested):
+            return 0 if stop_requested() else 1
+        notify(f"READY=1\nSTATUS=serving on {settings.host}:{settings.port}")
+        log.info(
+            "serving on http://%s:%d with %d worker(s)", settings.host, settings.port, len(workers)
+        )
+        return _supervise(workers, stop_requested)
+    finally:
+        notify("STOPPING=1")
+        _stop(workers)
+        listener.close()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, shared by the workers."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise OSError(error.errno, f"cannot listen on {host}:{port}: {error.strerror}") from None
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    return listener
+
+
+def run_worker(settings: Settings, listener: socket.socket, ready: "Queue[int]") -> None:
+    """A worker process: uvicorn on the shared socket; reports its pid once serving."""
+    configure_logging(settings.log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        lifespan="on",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=int(DRAIN_TIMEOUT_SECONDS),
+        timeout_keep_alive=30,
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        serving = asyncio.create_task(server.serve(sockets=[listener]))
+        while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn offers no event
+            await asyncio.sleep(0.02)
+        if server.started:
+            ready.put(os.getpid())
+        await serving
+
+    uvloop.run(main())
+    if not server.started:
+        raise SystemExit(3)
+
+
+def _catch_stop_signals() -> "StopFlag":
+    flag = StopFlag()
+    signal.signal(signal.SIGTERM, flag.set)
+    signal.signal(signal.SIGINT, flag.set)
+    return flag
+
+
+class StopFlag:
+    """Set by SIGTERM or SIGINT; calling it tells whether a stop was asked for."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self, signum: int, frame: FrameType | None) -> None:
+        if not self._set:
+            log.info("stopping on %s: draining in-flight requests", signal.Signals(signum).name)
+        self._set = True
+
+    def __call__(self) -> bool:
+        return self._set
+
+
+def _await_ready(
+    workers: list[SpawnProcess], ready: "Queue[int]", stop_requested: StopFlag
+) -> bool:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    waiting = len(workers)
+    while waiting and not stop_requested():
+        if any(not worker.is_alive() for worker in workers):
+            log.error("a worker failed to start (see the lines above); exiting")
+            return False
+        if time.monotonic() > deadline:
+            log.error("workers not ready after %.0f s; exiting", START_TIMEOUT_SECONDS)
+            return False
+        try:
+            ready.get(timeout=0.1)
+            waiting -= 1
+        except queue.Empty:
+            pass
+    return not waiting
+
+
+def _supervise(workers: list[SpawnProcess], stop_requested: StopFlag) -> int:
+    while not stop_requested():
+        ended = wait([worker.sentinel for worker in workers], timeout=0.5)
+        if ended and not stop_requested():
+            time.sleep(0.2)  # a stop signal may be on its way to us too
+            if stop_requested():
+                break
+            dead = next(worker for worker in workers if not worker.is_alive())
+            log.error(
+                "%s (pid %s) exited with code %s; stopping the service",
+                dead.name,
+                dead.pid,
+                dead.exitcode,
+            )
+            return 1
+    return 0
+
+
+def _stop(workers: list[SpawnProcess]) -> None:
+    for worker in workers:
+        if worker.is_alive() and worker.pid is not None:
+            os.kill(worker.pid, signal.SIGTERM)
+    deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS + 5
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            log.error("%s (pid %s) did not stop in time; killing it", worker.name, worker.pid)
+            worker.kill()
+            worker.join()

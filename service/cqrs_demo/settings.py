@@ -1,0 +1,118 @@
+"""Configuration from the environment: read once at start-up, validated, frozen.
+
+A bad or missing value raises ``ConfigError`` whose message is one line naming the variable.
+"""
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from cqrs_demo.store.conninfo import build_conninfo
+
+T = TypeVar("T")
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ConfigError(Exception):
+    """A configuration variable is missing or has a bad value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    conninfo: str = field(repr=False)  # libpq connection string, password included
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    pool_min_size: int = 5
+    pool_max_size: int = 25
+    pool_timeout: float = 3.0
+    body_limit: int = 65_536
+    log_level: str = "info"
+
+
+def database_conninfo(environ: Mapping[str, str]) -> str:
+    """``CQRS_DATABASE_URL``, with the password from ``CQRS_DATABASE_PASSWORD_FILE`` if set."""
+    url = environ.get("CQRS_DATABASE_URL", "").strip()
+    if not url:
+        raise ConfigError("CQRS_DATABASE_URL is not set (e.g. postgresql://user@host/cqrs_events)")
+    password_file = environ.get("CQRS_DATABASE_PASSWORD_FILE", "").strip()
+    password = _read_password(password_file) if password_file else None
+    try:
+        return build_conninfo(url, password=password)
+    except ValueError as error:
+        raise ConfigError(f"CQRS_DATABASE_URL is invalid: {error}") from None
+
+
+def _read_password(path: str) -> str:
+    try:
+        password = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8"
+        raise ConfigError(f"CQRS_DATABASE_PASSWORD_FILE cannot be read: {path}: {reason}") from None
+    if not password:
+        raise ConfigError(f"CQRS_DATABASE_PASSWORD_FILE is empty: {path}")
+    return password
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    """Read every ``CQRS_*`` variable; raise ``ConfigError`` naming the first bad one."""
+    default = Settings(conninfo="")
+    pool_min = _get(environ, "CQRS_POOL_MIN_SIZE", _integer(0, 1000), default.pool_min_size)
+    pool_max = _get(environ, "CQRS_POOL_MAX_SIZE", _integer(1, 1000), default.pool_max_size)
+    if pool_max < pool_min:
+        raise ConfigError(
+            f"CQRS_POOL_MAX_SIZE ({pool_max}) must not be less than CQRS_POOL_MIN_SIZE ({pool_min})"
+        )
+    return Settings(
+        conninfo=database_conninfo(environ),
+        host=_get(environ, "CQRS_HOST", _host, default.host),
+        port=_get(environ, "CQRS_PORT", _integer(1, 65535), default.port),
+        workers=_get(environ, "CQRS_WORKERS", _integer(1, 64), os.cpu_count() or 1),
+        pool_min_size=pool_min,
+        pool_max_size=pool_max,
+        pool_timeout=_get(environ, "CQRS_POOL_TIMEOUT", _seconds, default.pool_timeout),
+        body_limit=_get(environ, "CQRS_BODY_LIMIT", _integer(1024, 16 << 20), default.body_limit),
+        log_level=_get(environ, "CQRS_LOG_LEVEL", _log_level, default.log_level),
+    )
+
+
+def _get(environ: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse(raw)
+    except ValueError as error:
+        raise ConfigError(f"{name}={raw!r} is invalid: {error}") from None
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0.1 <= value <= 600:
+        raise ValueError("must be between 0.1 and 600 seconds")
+    return value
+
+
+def _host(raw: str) -> str:
+    if any(character.isspace() for character in raw):
+        raise ValueError("must be a host name or IP address")
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    if raw.lower() not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return raw.lower()

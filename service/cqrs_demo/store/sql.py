@@ -1,0 +1,45 @@
+"""Access to the ``.sql`` files shipped beside this module."""
+
+from dataclasses import dataclass
+from functools import cache
+from hashlib import sha256
+from importlib.resources import files
+
+
+@cache
+def query(name: str) -> bytes:
+    """The statement in ``queries/<name>.sql``, as bytes ready for ``execute``."""
+    return files(__package__).joinpath("queries", f"{name}.sql").read_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered migration file: ``NNNN_name.sql``."""
+
+    version: int
+    name: str
+    sql: bytes
+
+    @property
+    def checksum(self) -> str:
+        return sha256(self.sql).hexdigest()
+
+
+@cache
+def migrations() -> tuple[Migration, ...]:
+    """Every migration shipped with this release, in order; numbered 1..n without gaps."""
+    found = []
+    for entry in files(__package__).joinpath("migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            number, _, _ = entry.name.partition("_")
+            found.append(
+                Migration(int(number), entry.name.removesuffix(".sql"), entry.read_bytes())
+            )
+    found.sort(key=lambda migration: migration.version)
+    if [migration.version for migration in found] != list(range(1, len(found) + 1)):
+        raise RuntimeError("migrations must be numbered 1..n without gaps")
+    return tuple(found)
+
+
+def latest_schema_version() -> int:
+    return migrations()[-1].version
