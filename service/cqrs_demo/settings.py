@@ -91,6 +91,8 @@ def _get(environ: Mapping[str, str], name: str, parse: Callable[[str], T], defau
 
 def _integer(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
+        if not raw.lstrip("-").isdigit():
+            raise ValueError("must be a whole number")
         value = int(raw)
         if not low <= value <= high:
             raise ValueError(f"must be between {low} and {high}")
@@ -100,7 +102,10 @@ def _integer(low: int, high: int) -> Callable[[str], int]:
 
 
 def _seconds(raw: str) -> float:
-    value = float(raw)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
     if not 0.1 <= value <= 600:
         raise ValueError("must be between 0.1 and 600 seconds")
     return value

@@ -1,0 +1,251 @@
+"""The service as a process: readiness, failures answered 503/500, recovery, shutdown."""
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from cqrs_demo.localdb import LocalPostgres
+from tests.support import CQRS_DEMO, Service, new_database, running_service
+
+CREATE = "/api/commands/order/create"
+
+
+def order(user: str) -> dict[str, object]:
+    return {"user_id": user, "product_id": "prod_456", "quantity": 2, "total_price": 150.00}
+
+
+def fresh_user() -> str:
+    return f"life_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[LocalPostgres]:
+    """A PostgreSQL server of the test's own, which the test may stop and start."""
+    with LocalPostgres() as server:
+        yield server
+
+
+class HeldVersionOne:
+    """A transaction of the test that inserted version 1 of a stream and waits: appends to
+    that stream block until it is released (rolled back)."""
+
+    def __init__(self, database_url: str, user: str) -> None:
+        self.conn = psycopg.connect(database_url)
+        self.conn.execute(
+            "INSERT INTO events (aggregate_id, event_type, payload, version)"
+            " VALUES (%s, 'Held', '{}', 1)",
+            [user],
+        )
+        self.database_url = database_url
+
+    def wait_for_blocked(self, count: int = 1) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            for _ in range(300):
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE"
+                    " wait_event_type = 'Lock' AND query LIKE '%%append_events%%'"
+                ).fetchone()
+                if row is not None and row[0] >= count:
+                    return
+                time.sleep(0.05)
+        raise AssertionError("the blocked request never reached the database")
+
+    def release(self) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+def post_in_background(
+    service: Service, body: dict[str, object]
+) -> tuple[threading.Thread, list[httpx.Response]]:
+    responses: list[httpx.Response] = []
+
+    def run() -> None:
+        with service.client() as client:
+            responses.append(client.post(CREATE, json=body))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, responses
+
+
+def test_database_down_is_a_fast_503_and_the_service_recovers_by_itself(
+    own_postgres: LocalPostgres, tmp_path: Path
+) -> None:
+    url = new_database(own_postgres, "cqrs_events")
+    with running_service(url, tmp_path) as service, service.client() as client:
+        assert client.post(CREATE, json=order(fresh_user())).status_code == 202
+        own_postgres.stop(remove=False)
+        started = time.monotonic()
+        response = client.post(CREATE, json=order(fresh_user()))
+        assert time.monotonic() - started < 5
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "2"
+        assert response.json()["detail"] == "The event store is unavailable. Please retry."
+        assert "psycopg" not in response.text
+        assert "connection" not in response.text
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/healthz").status_code == 200
+        own_postgres.start()
+        deadline = time.monotonic() + 30
+        statuses = []
+        while time.monotonic() < deadline:
+            statuses.append(client.post(CREATE, json=order(fresh_user())).status_code)
+            if statuses[-1] == 202:
+                break
+            time.sleep(0.2)
+        assert statuses[-1] == 202, statuses
+        assert set(statuses) <= {202, 503}
+        assert client.get("/readyz").status_code == 200
+        assert "answering 503: " in service.log()
+
+
+def test_an_exhausted_pool_is_a_503_within_the_pool_timeout(
+    database_url: str, tmp_path: Path
+) -> None:
+    user = fresh_user()
+    with running_service(
+        database_url,
+        tmp_path,
+        CQRS_WORKERS="1",
+        CQRS_POOL_MIN_SIZE="1",
+        CQRS_POOL_MAX_SIZE="1",
+        CQRS_POOL_TIMEOUT="0.5",
+    ) as service:
+        held = HeldVersionOne(database_url, user)
+        thread, responses = post_in_background(service, order(user))
+        held.wait_for_blocked()
+        with service.client() as client:
+            started = time.monotonic()
+            response = client.post(CREATE, json=order(fresh_user()))
+            waited = time.monotonic() - started
+        held.release()
+        thread.join(30)
+    assert response.status_code == 503
+    assert 0.4 < waited < 3
+    assert responses[0].status_code == 202
+    assert "no database connection free after 0.50 sec" in service.log()
+
+
+def test_an_unexpected_database_error_is_a_500_with_an_error_id_and_no_detail(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        conn.execute("""
+            CREATE FUNCTION explode() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'secret internal detail'; END $$;
+            CREATE TRIGGER explode BEFORE INSERT ON events FOR EACH ROW
+                WHEN (NEW.aggregate_id = 'explode') EXECUTE FUNCTION explode();
+        """)
+    with running_service(fresh_database_url, tmp_path) as service, service.client() as client:
+        response = client.post(CREATE, json=order("explode"))
+        assert client.post(CREATE, json=order(fresh_user())).status_code == 202
+    assert response.status_code == 500
+    problem = response.json()
+    assert "secret" not in response.text
+    assert problem["detail"] == f"Internal error; quote error id {problem['error_id']}."
+    assert f"internal error {problem['error_id']}" in service.log()
+    assert "secret internal detail" in service.log()
+
+
+def test_serve_refuses_to_start_on_a_schema_behind(postgres: LocalPostgres, tmp_path: Path) -> None:
+    name = f"unmigrated_{os.getpid()}"
+    postgres.create_database(name)
+    with running_service(postgres.url(name), tmp_path, wait_ready=False) as service:
+        assert service.process.wait(30) == 1
+    assert "database schema is at version 0, this release needs" in service.log()
+    assert "run 'cqrs-demo migrate'" in service.log()
+
+
+def test_serve_names_an_unreachable_database_and_exits_1(tmp_path: Path) -> None:
+    url = "postgresql://nobody@127.0.0.1:1/cqrs_events"
+    with running_service(url, tmp_path, wait_ready=False, CQRS_POOL_TIMEOUT="1") as service:
+        assert service.process.wait(60) == 1
+    assert "cannot connect to the database nobody@127.0.0.1:1/cqrs_events" in service.log()
+
+
+def test_systemd_is_told_ready_after_start_up_and_stopping_on_sigterm(
+    database_url: str, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notifications:
+        notifications.bind(path)
+        notifications.settimeout(30)
+        with running_service(
+            database_url, tmp_path, wait_ready=False, NOTIFY_SOCKET=path
+        ) as service:
+            ready = notifications.recv(1024).decode()
+            assert ready.startswith("READY=1\n")
+            with service.client() as client:  # ready means serving, at once
+                assert client.get("/readyz").status_code == 200
+            assert service.stop() == 0
+            assert notifications.recv(1024) == b"STOPPING=1"
+
+
+def test_sigterm_drains_a_request_in_flight(database_url: str, tmp_path: Path) -> None:
+    user = fresh_user()
+    with running_service(database_url, tmp_path, CQRS_WORKERS="1") as service:
+        held = HeldVersionOne(database_url, user)
+        thread, responses = post_in_background(service, order(user))
+        held.wait_for_blocked()
+        service.process.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        assert service.process.poll() is None, "exited with a request in flight"
+        held.release()
+        thread.join(30)
+        assert service.process.wait(30) == 0
+    assert responses[0].status_code == 202
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM events WHERE aggregate_id = %s", [user]
+        ).fetchone() == (1,)
+
+
+def test_a_dead_worker_stops_the_service_with_exit_1(database_url: str, tmp_path: Path) -> None:
+    with running_service(database_url, tmp_path) as service:
+        workers = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(service.process.pid)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        python_workers = [
+            int(pid) for pid in workers if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
+        ]
+        assert len(python_workers) == 2
+        os.kill(python_workers[-1], signal.SIGKILL)
+        assert service.process.wait(60) == 1
+    assert "exited with code -9; stopping the service" in service.log()
+
+
+def test_under_journald_every_line_starts_with_its_priority(
+    database_url: str, tmp_path: Path
+) -> None:
+    user = fresh_user()
+    with (
+        running_service(database_url, tmp_path, JOURNAL_STREAM="8:1234") as service,
+        service.client() as client,
+    ):
+        client.post(CREATE, json={**order(user), "expected_version": 0})
+        client.post(CREATE, json={**order(user), "expected_version": 0})
+    lines = service.log().splitlines()
+    assert lines
+    assert all(line[:3] in {"<6>", "<4>", "<3>", "<7>"} for line in lines), lines
+    assert f"<6>cqrs_demo.request: POST {CREATE} 202" in service.log()
+    assert f"<4>cqrs_demo.request: POST {CREATE} 409" in service.log()
+    assert "150" not in service.log()
+
+
+def test_cqrs_demo_version() -> None:
+    result = subprocess.run([CQRS_DEMO, "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("cqrs-demo 0.")

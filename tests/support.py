@@ -1,0 +1,116 @@
+"""Helpers shared by the test layers: what a test needs, a running service, a database."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cqrs_demo.localdb import LocalPostgres, free_port
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REPO = Path(__file__).resolve().parent.parent
+CQRS_DEMO = str(Path(sys.executable).with_name("cqrs-demo"))
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip (outside CI) or fail (in CI) a test whose environment lacks ``what``."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and this test needs {what}", pytrace=False)
+    pytest.skip(f"needs {what}")
+
+
+def require_binary(name: str) -> None:
+    require(shutil.which(name) is not None, f"the {name!r} program on PATH")
+
+
+def new_database(postgres: LocalPostgres, name: str) -> str:
+    """Create database ``name``, migrate it, and return its URL."""
+    postgres.create_database(name)
+    url = postgres.url(name)
+    subprocess.run(
+        [CQRS_DEMO, "migrate"],
+        env={**os.environ, "CQRS_DATABASE_URL": url},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return url
+
+
+class Service:
+    """A ``cqrs-demo serve`` process over HTTP, with its log captured to a file."""
+
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+        self.process = process
+        self.url = url
+        self.log_path = log
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def client(self, **options: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **options)  # type: ignore[arg-type]
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+
+@contextmanager
+def running_service(
+    database_url: str, tmp_path: Path, *, wait_ready: bool = True, **settings: str
+) -> Iterator[Service]:
+    """Start ``cqrs-demo serve`` on a free port; stop it (SIGTERM) afterwards."""
+    port = free_port()
+    environ: Mapping[str, str] = {
+        **os.environ,
+        "CQRS_DATABASE_URL": database_url,
+        "CQRS_PORT": str(port),
+        "CQRS_WORKERS": "2",
+        "CQRS_LOG_LEVEL": "info",
+        **settings,
+    }
+    log = tmp_path / f"service-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [CQRS_DEMO, "serve"], env=environ, stdout=output, stderr=subprocess.STDOUT
+        )
+    service = Service(process, f"http://127.0.0.1:{port}", log)
+    try:
+        if wait_ready:
+            wait_until_ready(service)
+        yield service
+    finally:
+        try:
+            service.stop()
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_until_ready(service: Service, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise AssertionError(
+                f"service exited with {service.process.returncode}:\n{service.log()}"
+            )
+        try:
+            ready = httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200
+            if ready and "serving on http" in service.log():  # every worker is up
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"service not ready after {timeout} s:\n{service.log()}")

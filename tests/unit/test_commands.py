@@ -1,0 +1,189 @@
+"""Validation of ``CreateOrder``: every rule, every failing field named, never a float."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cqrs_demo.domain.commands import CreateOrder, parse_create_order
+from cqrs_demo.domain.errors import InvalidCommand
+
+VALID = {
+    "user_id": "user_123",
+    "product_id": "prod_456",
+    "quantity": 2,
+    "total_price": Decimal("150.00"),
+}
+
+
+def refused(fields: dict[str, object]) -> dict[str, str]:
+    with pytest.raises(InvalidCommand) as caught:
+        parse_create_order(fields)
+    return {error.field: error.message for error in caught.value.errors}
+
+
+def test_the_seed_command_is_valid() -> None:
+    command = parse_create_order(VALID)
+    assert command == CreateOrder("user_123", "prod_456", 2, Decimal("150.00"))
+
+
+def test_missing_user_id_keeps_the_seed_wording() -> None:
+    fields = dict(VALID)
+    del fields["user_id"]
+    with pytest.raises(InvalidCommand, match=r"^user_id is required$"):
+        parse_create_order(fields)
+
+
+def test_every_failing_field_is_listed_at_once() -> None:
+    errors = refused({"product_id": "", "quantity": 0, "total_price": Decimal("-1"), "x": 1})
+    assert errors == {
+        "x": "unknown field: x",
+        "user_id": "user_id is required",
+        "product_id": "product_id is required",
+        "quantity": "quantity must be between 1 and 2147483647, got 0",
+        "total_price": "total_price must not be negative",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (True, "quantity must be an integer"),
+        (Decimal("2.5"), "quantity must be an integer"),
+        (Decimal("2.0"), "quantity must be an integer"),
+        ("2", "quantity must be an integer"),
+        (-1, "quantity must be between 1 and 2147483647, got -1"),
+        (2**31, "quantity must be between 1 and 2147483647, got 2147483648"),
+    ],
+)
+def test_quantity_must_be_a_json_integer_of_at_least_one(value: object, message: str) -> None:
+    assert refused({**VALID, "quantity": value}) == {"quantity": message}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("150", "total_price must be a number"),
+        (False, "total_price must be a number"),
+        (Decimal("-0.01"), "total_price must not be negative"),
+        (Decimal("NaN"), "total_price must not be negative"),
+        (Decimal("Infinity"), "total_price must not be negative"),
+        (Decimal("1e15"), "total_price must be less than 1000000000000000"),
+        (Decimal("0.0000001"), "total_price must have at most 6 decimal places"),
+    ],
+)
+def test_total_price_must_be_a_bounded_non_negative_number(value: object, message: str) -> None:
+    assert refused({**VALID, "total_price": value}) == {"total_price": message}
+
+
+@pytest.mark.parametrize("text", ["150.00", "0.1", "19.999999", "999999999999999.5", "1E+2"])
+def test_total_price_stays_the_exact_decimal_sent(text: str) -> None:
+    command = parse_create_order({**VALID, "total_price": Decimal(text)})
+    assert command.total_price == Decimal(text)
+    assert str(command.total_price) == str(Decimal(text))
+
+
+def test_integer_and_negative_zero_prices_are_accepted() -> None:
+    assert parse_create_order({**VALID, "total_price": 150}).total_price == 150
+    assert not parse_create_order({**VALID, "total_price": Decimal("-0")}).total_price.is_signed()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (5, "user_id must be a string"),
+        ("u" * 256, "user_id must be at most 255 characters, got 256"),
+        ("a\x00b", "user_id must not contain control characters or lone surrogates"),
+        ("a\nb", "user_id must not contain control characters or lone surrogates"),
+        ("\ud800", "user_id must not contain control characters or lone surrogates"),
+    ],
+)
+def test_identifiers_are_short_printable_strings(value: object, message: str) -> None:
+    assert refused({**VALID, "user_id": value}) == {"user_id": message}
+
+
+def test_a_unicode_identifier_of_255_characters_is_accepted() -> None:
+    assert parse_create_order({**VALID, "user_id": "é" * 255}).user_id == "é" * 255
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-26T10:00:00Z", datetime(2026, 11, 26, 10, tzinfo=UTC)),
+        (
+            "2026-11-26t10:00:00.123456789+00:00",
+            datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC),
+        ),
+    ],
+)
+def test_timestamp_accepts_rfc3339(text: str, expected: datetime) -> None:
+    assert parse_create_order({**VALID, "timestamp": text}).timestamp == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2026-11-26", "timestamp must be an RFC 3339 date-time with an offset"),
+        ("2026-11-26T10:00:00", "timestamp must be an RFC 3339 date-time with an offset"),
+        ("2026-13-26T10:00:00Z", "timestamp is not a valid date-time: 2026-13-26T10:00:00Z"),
+        (1700000000, "timestamp must be an RFC 3339 string"),
+    ],
+)
+def test_timestamp_refuses_anything_else(value: object, message: str) -> None:
+    assert refused({**VALID, "timestamp": value}) == {"timestamp": message}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-1, "expected_version must be between 0 and 9223372036854775807"),
+        (2**63, "expected_version must be between 0 and 9223372036854775807"),
+        ("1", "expected_version must be an integer"),
+        (True, "expected_version must be an integer"),
+    ],
+)
+def test_expected_version_is_a_non_negative_bigint(value: object, message: str) -> None:
+    assert refused({**VALID, "expected_version": value}) == {"expected_version": message}
+
+
+def test_null_optional_fields_mean_absent() -> None:
+    command = parse_create_order({**VALID, "timestamp": None, "expected_version": None})
+    assert command.timestamp is None
+    assert command.expected_version is None
+
+
+def test_unknown_field_names_are_shown_safely() -> None:
+    assert refused({**VALID, "bad\ud800\n": 1}) == {"bad\\ud800\\n": "unknown field: bad\\ud800\\n"}
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
+    | st.decimals(allow_nan=False, allow_infinity=False),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(
+        st.sampled_from([*VALID, "timestamp", "expected_version", "other"]), json_values
+    )
+)
+def test_any_json_object_is_either_a_command_or_a_list_of_field_errors(
+    fields: dict[str, object],
+) -> None:
+    try:
+        command = parse_create_order(fields)
+    except InvalidCommand as error:
+        assert error.errors
+        assert all(e.message.startswith(e.field) or e.field == "other" for e in error.errors)
+    else:
+        assert command.quantity >= 1
+        assert command.total_price >= 0
+        assert 0 < len(command.user_id) <= 255

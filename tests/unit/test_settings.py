@@ -1,0 +1,62 @@
+"""Settings from the environment: defaults, and one line naming any bad variable."""
+
+from pathlib import Path
+
+import pytest
+
+from cqrs_demo.settings import ConfigError, load_settings
+
+URL = {"CQRS_DATABASE_URL": "postgresql://app@db.example:5433/cqrs_events"}
+
+
+def test_defaults() -> None:
+    settings = load_settings(URL)
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert (settings.pool_min_size, settings.pool_max_size) == (5, 25)
+    assert settings.workers >= 1
+    assert settings.body_limit == 65536
+    assert "host=db.example" in settings.conninfo
+
+
+def test_password_comes_from_the_file_and_never_from_repr(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cr3t'\\ x\n")
+    settings = load_settings({**URL, "CQRS_DATABASE_PASSWORD_FILE": str(secret)})
+    assert "s3cr3t" in settings.conninfo
+    assert "s3cr3t" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({}, "CQRS_DATABASE_URL is not set"),
+        ({"CQRS_DATABASE_URL": "postgresql://[bad"}, "CQRS_DATABASE_URL is invalid"),
+        ({**URL, "CQRS_PORT": "http"}, "CQRS_PORT='http' is invalid"),
+        ({**URL, "CQRS_PORT": "70000"}, "CQRS_PORT='70000' is invalid: must be between"),
+        ({**URL, "CQRS_WORKERS": "0"}, "CQRS_WORKERS='0' is invalid"),
+        ({**URL, "CQRS_POOL_MIN_SIZE": "-1"}, "CQRS_POOL_MIN_SIZE='-1' is invalid"),
+        ({**URL, "CQRS_POOL_MAX_SIZE": "x"}, "CQRS_POOL_MAX_SIZE='x' is invalid"),
+        (
+            {**URL, "CQRS_POOL_MIN_SIZE": "9", "CQRS_POOL_MAX_SIZE": "3"},
+            "CQRS_POOL_MAX_SIZE (3) must not be less than CQRS_POOL_MIN_SIZE (9)",
+        ),
+        ({**URL, "CQRS_POOL_TIMEOUT": "0"}, "CQRS_POOL_TIMEOUT='0' is invalid"),
+        ({**URL, "CQRS_LOG_LEVEL": "loud"}, "CQRS_LOG_LEVEL='loud' is invalid"),
+        ({**URL, "CQRS_HOST": "a b"}, "CQRS_HOST='a b' is invalid"),
+        (
+            {**URL, "CQRS_DATABASE_PASSWORD_FILE": "/nonexistent/pw"},
+            "CQRS_DATABASE_PASSWORD_FILE cannot be read: /nonexistent/pw",
+        ),
+    ],
+)
+def test_a_bad_value_names_the_variable(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ)
+    assert str(caught.value).startswith(named)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_empty_password_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("\n")
+    with pytest.raises(ConfigError, match="CQRS_DATABASE_PASSWORD_FILE is empty"):
+        load_settings({**URL, "CQRS_DATABASE_PASSWORD_FILE": str(tmp_path / "pw")})
