@@ -1,56 +1,89 @@
 """The one place that wires settings, the store and the API together."""
 
+import asyncio
+import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from functools import partial
 
 from starlette.applications import Starlette
 
 from cqrs_demo.api.app import build_app
+from cqrs_demo.api.auth import BearerTokens
+from cqrs_demo.api.body import BodyRules
 from cqrs_demo.settings import Settings
 from cqrs_demo.store.conninfo import describe
-from cqrs_demo.store.errors import StoreUnavailable
+from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
-from cqrs_demo.store.pool import create_pool
+from cqrs_demo.store.pool import Database
 from cqrs_demo.store.schema import check_schema
 
 log = logging.getLogger("cqrs_demo")
+
+START_TIMEOUT_SECONDS = 10.0
+PRUNE_EVERY_SECONDS = 600.0
 
 
 def create_app(settings: Settings) -> Starlette:
     """The application for one worker process. Nothing connects until its lifespan starts:
     then the pool opens (waiting for ``pool_min_size`` connections) and the schema is checked;
     if either fails, start-up fails with a message naming the database."""
-    pool = create_pool(
+    database = Database(
         settings.conninfo,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         timeout=settings.pool_timeout,
     )
+    store = PostgresEventStore(
+        database, idempotency_retention=timedelta(hours=settings.idempotency_retention_hours)
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            await pool.open(wait=True, timeout=max(settings.pool_timeout, 10.0))
-        except Exception as error:
-            database = describe(settings.conninfo)
-            raise StoreUnavailable(f"cannot connect to the database {database}") from error
+            await database.open(wait_seconds=max(settings.pool_timeout, START_TIMEOUT_SECONDS))
+        except StoreUnavailable as error:
+            where = describe(settings.conninfo)
+            raise StoreUnavailable(f"cannot connect to the database {where}: {error}") from None
+        pruning = None
         try:
-            version = await check_schema(pool)
+            version = await check_schema(database)
             log.info(
-                "ready: schema version %d, pool %d..%d connections",
+                "ready: schema version %d, pool %d..%d connections%s",
                 version,
                 settings.pool_min_size,
                 settings.pool_max_size,
+                ", bearer tokens required" if settings.tokens else "",
             )
+            pruning = asyncio.create_task(_prune_idempotency_keys(store))
             yield
         finally:
-            await pool.close()
+            if pruning is not None:
+                pruning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruning
+            await database.close()
 
     return build_app(
-        store=PostgresEventStore(pool),
-        check_ready=partial(check_schema, pool),
-        body_limit=settings.body_limit,
+        store=store,
+        check_ready=partial(check_schema, database),
+        tokens=BearerTokens(settings.tokens),
+        body=BodyRules(limit=settings.body_limit, seconds=settings.body_timeout),
         lifespan=lifespan,
     )
+
+
+async def _prune_idempotency_keys(store: PostgresEventStore) -> None:
+    """Forget expired idempotency keys every ten minutes or so (jittered across workers)."""
+    while True:
+        await asyncio.sleep(PRUNE_EVERY_SECONDS * random.uniform(0.5, 1.5))  # noqa: S311
+        try:
+            removed = await store.prune_idempotency_keys()
+        except (StoreUnavailable, StoreError) as error:
+            log.warning("pruning idempotency keys failed: %s", error)
+        else:
+            if removed:
+                log.info("pruned %d expired idempotency keys", removed)

@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 failure (database unreachable, schema behind, a worker 
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         "local", help="run the API on 127.0.0.1:8080 over a throwaway PostgreSQL"
     )
     local.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    token = commands.add_parser(
+        "token", help="make a bearer token: prints it once, and the line for the tokens file"
+    )
+    token.add_argument("name", help="who the token is for (letters, digits, _ . @ -)")
     arguments = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = _COMMANDS[arguments.command]
     try:
@@ -78,6 +83,19 @@ def _check(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _token(arguments: argparse.Namespace) -> int:
+    from cqrs_demo.api.auth import new_token
+
+    name = str(arguments.name)
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name):
+        print("cqrs-demo token: NAME must be 1-64 letters, digits, _ . @ or -", file=sys.stderr)
+        return 2
+    token, digest = new_token()
+    print(f"token (give it to the client; it is not stored): {token}")
+    print(f"line for the tokens file (CQRS_TOKENS_FILE): {name} sha256:{digest}")
+    return 0
+
+
 def _local(arguments: argparse.Namespace) -> int:
     from cqrs_demo.server import serve
 
@@ -102,4 +120,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "migrate": _migrate,
     "check": _check,
     "local": _local,
+    "token": _token,
 }

@@ -1,7 +1,8 @@
 """Command handlers: one thin function per command, from a valid command to stored events.
 
 A handler decides the events (pure domain code), then appends them to the command's stream
-in one call to the store. It neither knows HTTP nor SQL.
+in one call to the store. It knows neither HTTP nor SQL; ``EventStore`` is the port the
+store implements.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,28 @@ from cqrs_demo.domain.events import DomainEvent
 from cqrs_demo.domain.ids import uuid7
 
 
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A client's key for one command, and the fingerprint of the command it came with."""
+
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """A command's events as stored: the stream's version after them and their ids.
+
+    ``replayed`` is true when an idempotency key matched an earlier command: nothing new
+    was written, and ``result`` is what that command recorded.
+    """
+
+    stream_version: int
+    event_ids: tuple[UUID, ...]
+    result: Mapping[str, object]
+    replayed: bool = False
+
+
 class EventStore(Protocol):
     async def append_events(
         self,
@@ -24,12 +47,10 @@ class EventStore(Protocol):
         *,
         expected_version: int | None,
         metadata: Mapping[str, object],
-    ) -> int:
-        """Append all ``events`` to ``stream`` or none; return the stream's new version.
-
-        With ``expected_version`` None the events go after the stream's current version.
-        Raises ``ExpectedVersionMismatch`` when the stream is elsewhere, or moves first.
-        """
+        idempotency: IdempotencyKey | None = None,
+        result: Mapping[str, object] | None = None,
+    ) -> Appended:
+        """Append all ``events`` to ``stream`` or none; see ``PostgresEventStore``."""
         ...
 
 
@@ -39,6 +60,7 @@ class CommandContext:
 
     command_id: UUID
     correlation_id: str
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +71,7 @@ class OrderPlaced:
     stream: str
     version: int
     event_ids: tuple[UUID, ...]
+    replayed: bool
 
 
 def utc_now() -> datetime:
@@ -63,21 +86,34 @@ async def handle_create_order(
     clock: Callable[[], datetime] = utc_now,
     new_id: Callable[[], UUID] = uuid7,
 ) -> OrderPlaced:
-    """Place an order: one ``OrderCreated`` appended to the user's stream."""
+    """Place an order: one ``OrderCreated`` appended to the user's stream.
+
+    With an idempotency key in ``context``, a repeat of the same command is answered with
+    the first one's order, version and event ids, and nothing new is stored.
+    """
     events = decisions.create_order(command, now=clock(), new_id=new_id)
-    (order_created,) = events
     metadata: dict[str, object] = {
         "command_id": str(context.command_id),
         "correlation_id": context.correlation_id,
     }
     if command.timestamp is not None:
         metadata["client_timestamp"] = command.timestamp.isoformat()
-    version = await store.append_events(
-        command.user_id, events, expected_version=command.expected_version, metadata=metadata
+    idempotency = None
+    if context.idempotency_key is not None:
+        idempotency = IdempotencyKey(context.idempotency_key, command.fingerprint())
+        metadata["idempotency_key"] = context.idempotency_key
+    appended = await store.append_events(
+        command.user_id,
+        events,
+        expected_version=command.expected_version,
+        metadata=metadata,
+        idempotency=idempotency,
+        result={"order_id": events[0].order_id},
     )
     return OrderPlaced(
-        order_id=order_created.order_id,
+        order_id=str(appended.result["order_id"]),
         stream=command.user_id,
-        version=version,
-        event_ids=tuple(event.event_id for event in events),
+        version=appended.stream_version,
+        event_ids=appended.event_ids,
+        replayed=appended.replayed,
     )

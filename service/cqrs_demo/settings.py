@@ -4,6 +4,7 @@ A bad or missing value raises ``ConfigError`` whose message is one line naming t
 """
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from cqrs_demo.store.conninfo import build_conninfo
 T = TypeVar("T")
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_TOKEN_LINE = re.compile(r"(?P<name>[A-Za-z0-9_.@-]{1,64})\s+sha256:(?P<digest>[0-9a-f]{64})")
 
 
 class ConfigError(Exception):
@@ -30,6 +32,9 @@ class Settings:
     pool_max_size: int = 25
     pool_timeout: float = 3.0
     body_limit: int = 65_536
+    body_timeout: float = 10.0
+    idempotency_retention_hours: int = 24
+    tokens: tuple[tuple[str, bytes], ...] = ()  # (name, SHA-256 of the token); () = open
     log_level: str = "info"
 
 
@@ -75,6 +80,14 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         pool_max_size=pool_max,
         pool_timeout=_get(environ, "CQRS_POOL_TIMEOUT", _seconds, default.pool_timeout),
         body_limit=_get(environ, "CQRS_BODY_LIMIT", _integer(1024, 16 << 20), default.body_limit),
+        body_timeout=_get(environ, "CQRS_BODY_TIMEOUT", _seconds, default.body_timeout),
+        idempotency_retention_hours=_get(
+            environ,
+            "CQRS_IDEMPOTENCY_RETENTION_HOURS",
+            _integer(1, 24 * 366),
+            default.idempotency_retention_hours,
+        ),
+        tokens=_get(environ, "CQRS_TOKENS_FILE", _token_hashes, ()),
         log_level=_get(environ, "CQRS_LOG_LEVEL", _log_level, default.log_level),
     )
 
@@ -115,6 +128,26 @@ def _host(raw: str) -> str:
     if any(character.isspace() for character in raw):
         raise ValueError("must be a host name or IP address")
     return raw
+
+
+def _token_hashes(path: str) -> tuple[tuple[str, bytes], ...]:
+    """Lines ``NAME sha256:HEX`` (see ``cqrs-demo token``); blank lines and ``#`` comments."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8"
+        raise ValueError(f"cannot be read: {reason}") from None
+    tokens = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _TOKEN_LINE.fullmatch(line.strip())
+        if match is None:
+            raise ValueError(f"line {number} is not 'NAME sha256:<64 hex digits>'")
+        tokens.append((match["name"], bytes.fromhex(match["digest"])))
+    if not tokens:
+        raise ValueError("holds no token")
+    return tuple(tokens)
 
 
 def _log_level(raw: str) -> str:

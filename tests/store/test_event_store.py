@@ -4,7 +4,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import ClassVar
 from uuid import UUID
@@ -17,7 +17,7 @@ from cqrs_demo.domain.events import OrderCreated
 from cqrs_demo.domain.ids import uuid7
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
-from cqrs_demo.store.pool import Pool, create_pool
+from cqrs_demo.store.pool import Database
 
 pytestmark = pytest.mark.anyio
 _streams = itertools.count(1)
@@ -52,17 +52,20 @@ class OddEvent:
         return {"event_type": self.event_type}
 
 
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[Pool]:
-    pool = create_pool(database_url, min_size=1, max_size=4, timeout=5)
-    await pool.open(wait=True)
-    yield pool
-    await pool.close()
+RETENTION = timedelta(hours=24)
 
 
 @pytest.fixture
-async def store(pool: Pool) -> PostgresEventStore:
-    return PostgresEventStore(pool)
+async def database(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url, min_size=1, max_size=4, timeout=5)
+    await database.open(wait_seconds=10)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def store(database: Database) -> PostgresEventStore:
+    return PostgresEventStore(database, idempotency_retention=RETENTION)
 
 
 async def rows(database_url: str, stream: str) -> list[tuple[object, ...]]:
@@ -80,7 +83,12 @@ async def test_a_new_stream_starts_at_version_one(
 ) -> None:
     stream = new_stream()
     event = order(stream)
-    assert await store.append_events(stream, [event], expected_version=0, metadata=METADATA) == 1
+    appended = await store.append_events(stream, [event], expected_version=0, metadata=METADATA)
+    assert (appended.stream_version, appended.event_ids, appended.replayed) == (
+        1,
+        (event.event_id,),
+        False,
+    )
     [(version, event_type, payload, metadata)] = await rows(database_url, stream)
     assert (version, event_type) == (1, "OrderCreated")
     assert payload == {
@@ -112,7 +120,9 @@ async def test_the_price_is_stored_as_the_exact_decimal(
 async def test_appends_without_expected_version_follow_the_head(store: PostgresEventStore) -> None:
     stream = new_stream()
     versions = [
-        await store.append_events(stream, [order(stream)], expected_version=None, metadata={})
+        (
+            await store.append_events(stream, [order(stream)], expected_version=None, metadata={})
+        ).stream_version
         for _ in range(3)
     ]
     assert versions == [1, 2, 3]
@@ -123,12 +133,10 @@ async def test_several_events_take_consecutive_versions(
 ) -> None:
     stream = new_stream()
     await store.append_events(stream, [order(stream)], expected_version=0, metadata={})
-    assert (
-        await store.append_events(
-            stream, [order(stream), order(stream)], expected_version=1, metadata={}
-        )
-        == 3
+    appended = await store.append_events(
+        stream, [order(stream), order(stream)], expected_version=1, metadata={}
     )
+    assert appended.stream_version == 3
     assert [row[0] for row in await rows(database_url, stream)] == [1, 2, 3]
 
 
@@ -219,16 +227,16 @@ async def test_two_racing_appends_one_wins_one_conflicts(
     await holder.rollback()
     await holder.close()
     outcomes = await asyncio.gather(first, second, return_exceptions=True)
-    assert sorted(map(type, outcomes), key=str) == sorted([int, ExpectedVersionMismatch], key=str)
+    assert sorted(type(o).__name__ for o in outcomes) == ["Appended", "ExpectedVersionMismatch"]
     conflict = next(o for o in outcomes if isinstance(o, ExpectedVersionMismatch))
     assert (conflict.expected_version, conflict.actual_version) == (0, 1)
     assert [row[0] for row in await rows(database_url, stream)] == [1]
 
 
 async def test_an_exhausted_pool_answers_unavailable_within_its_timeout(database_url: str) -> None:
-    pool = create_pool(database_url, min_size=1, max_size=1, timeout=0.5)
-    await pool.open(wait=True)
-    store = PostgresEventStore(pool)
+    database = Database(database_url, min_size=1, max_size=1, timeout=0.5)
+    await database.open(wait_seconds=10)
+    store = PostgresEventStore(database, idempotency_retention=RETENTION)
     stream = new_stream()
     holder = await hold_version_one(database_url, stream)
     try:
@@ -243,5 +251,5 @@ async def test_an_exhausted_pool_answers_unavailable_within_its_timeout(database
     finally:
         await holder.rollback()
         await holder.close()
-        assert await blocked == 1
-        await pool.close()
+        assert (await blocked).stream_version == 1
+        await database.close()

@@ -53,13 +53,15 @@ class AccessLog:
         state = scope.get("state", {})
         aggregate = state.get("aggregate")
         version = state.get("version")
+        client = state.get("client")
         log.log(
             level,
-            "%s %s %d %.1fms%s%s",
+            "%s %s %d %.1fms%s%s%s",
             printable(scope["method"], 16),
             printable(path, 200),
             status,
             seconds * 1000,
             f" aggregate={aggregate}" if aggregate is not None else "",
             f" version={version}" if version is not None else "",
+            f" client={client}" if client is not None else "",
         )

@@ -12,6 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cqrs_demo.api.access_log import AccessLog
+from cqrs_demo.api.auth import BearerTokens
+from cqrs_demo.api.body import BodyRules
 from cqrs_demo.api.commands import create_order_endpoint
 from cqrs_demo.api.health import healthz, readyz_endpoint
 from cqrs_demo.api.problems import as_problem, problem_response
@@ -25,14 +27,15 @@ def build_app(
     *,
     store: EventStore,
     check_ready: Callable[[], Awaitable[int]],
-    body_limit: int,
+    tokens: BearerTokens,
+    body: BodyRules,
     lifespan: Lifespan | None = None,
 ) -> Starlette:
     """The API over ``store``; ``check_ready`` backs ``/readyz``."""
     routes = [
         Route(
             "/api/commands/order/create",
-            answering_problems(create_order_endpoint(store, body_limit=body_limit)),
+            answering_problems(create_order_endpoint(store, tokens, body)),
             methods=["POST"],
         ),
         Route("/healthz", healthz, methods=["GET"]),

@@ -1,6 +1,8 @@
 """Reading a request body as one JSON object, refusing anything else with a clear 4xx."""
 
+import asyncio
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import NoReturn
 
@@ -12,15 +14,33 @@ from cqrs_demo.domain.text import printable
 INVALID_JSON = "Invalid JSON payload"
 
 
-async def read_json_object(request: Request, *, limit: int) -> dict[str, object]:
+@dataclass(frozen=True, slots=True)
+class BodyRules:
+    """How a command body is read: at most ``rules.limit`` bytes within ``seconds``."""
+
+    limit: int
+    seconds: float
+
+
+async def read_json_object(request: Request, rules: BodyRules) -> dict[str, object]:
     """The body as a JSON object. Numbers with a fraction or exponent become ``Decimal``.
 
-    Refuses (``Problem``): a content type other than JSON (415), a body over ``limit`` bytes
-    (413, before reading it all), a body that is not UTF-8 JSON, has duplicate keys, NaN or
-    Infinity, nesting too deep or numbers too long, or is not an object (400).
+    Refuses (``Problem``): a content type other than JSON (415), a body over ``rules.limit`` bytes
+    (413, before reading it all), a body not received within ``rules.seconds`` (408), a
+    body that is not UTF-8 JSON, has duplicate keys, NaN or Infinity, nesting too deep or
+    numbers too long, or is not an object (400).
     """
     _check_content_type(request.headers.get("content-type"))
-    text = _decode(await _read_limited(request, limit))
+    try:
+        async with asyncio.timeout(rules.seconds):
+            body = await _read_limited(request, rules.limit)
+    except TimeoutError:
+        raise Problem(
+            408,
+            f"request body not received within {rules.seconds:g} s",
+            headers={"Connection": "close"},
+        ) from None
+    text = _decode(body)
     try:
         value = json.loads(
             text,

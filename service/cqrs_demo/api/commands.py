@@ -8,7 +8,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cqrs_demo.api.body import read_json_object
+from cqrs_demo.api.auth import BearerTokens
+from cqrs_demo.api.body import BodyRules, read_json_object
 from cqrs_demo.api.problems import Problem
 from cqrs_demo.domain.commands import CreateOrder, parse_create_order
 from cqrs_demo.domain.errors import FieldError, InvalidCommand
@@ -19,15 +20,17 @@ from cqrs_demo.handlers import CommandContext, EventStore, OrderPlaced, handle_c
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 _STRONG_ETAG = re.compile(r'"(\d{1,19})"')
-_CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,200}")
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]{1,200}")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
-def create_order_endpoint(store: EventStore, *, body_limit: int) -> Endpoint:
+def create_order_endpoint(store: EventStore, tokens: BearerTokens, body: BodyRules) -> Endpoint:
     """``POST /api/commands/order/create``: place an order on the user's stream."""
 
     async def create_order(request: Request) -> Response:
-        command = parse_create_order(await read_json_object(request, limit=body_limit))
-        command = _with_if_match(command, request.headers.get("if-match"))
+        request.state.client = tokens.client(request)
+        fields = await read_json_object(request, body)
+        command = _with_if_match(parse_create_order(fields), request.headers.get("if-match"))
         request.state.aggregate = command.user_id
         placed = await handle_create_order(command, store, _context(request))
         request.state.version = placed.version
@@ -56,12 +59,13 @@ def _with_if_match(command: CreateOrder, header: str | None) -> CreateOrder:
 
 def _context(request: Request) -> CommandContext:
     command_id = uuid7()
-    correlation_id = request.headers.get("x-correlation-id")
-    if correlation_id is None:
-        return CommandContext(command_id=command_id, correlation_id=str(command_id))
-    if not _CORRELATION_ID.fullmatch(correlation_id):
+    correlation_id = request.headers.get("x-correlation-id", str(command_id))
+    if not _PRINTABLE_ASCII.fullmatch(correlation_id):
         raise Problem(400, "X-Correlation-ID must be 1 to 200 printable ASCII characters")
-    return CommandContext(command_id=command_id, correlation_id=correlation_id)
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise Problem(400, "Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return CommandContext(command_id, correlation_id, idempotency_key)
 
 
 def _accepted(placed: OrderPlaced) -> Response:
@@ -73,9 +77,7 @@ def _accepted(placed: OrderPlaced) -> Response:
         "version": placed.version,
         "event_ids": [str(event_id) for event_id in placed.event_ids],
     }
-    return Response(
-        orjson.dumps(body),
-        202,
-        headers={"ETag": f'"{placed.version}"'},
-        media_type="application/json",
-    )
+    headers = {"ETag": f'"{placed.version}"'}
+    if placed.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(orjson.dumps(body), 202, headers=headers, media_type="application/json")

@@ -7,7 +7,12 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from cqrs_demo.domain.errors import ExpectedVersionMismatch, InvalidCommand
+from cqrs_demo.domain.errors import (
+    ExpectedVersionMismatch,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    InvalidCommand,
+)
 from cqrs_demo.domain.ids import uuid7
 from cqrs_demo.store.errors import SchemaNotCurrent, StoreUnavailable
 
@@ -17,11 +22,14 @@ PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "2"
 _TITLES = {
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
+    422: "Unprocessable Content",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -79,6 +87,15 @@ def as_problem(error: Exception) -> Problem:
                 aggregate_id=error.stream,
                 expected_version=error.expected_version,
                 actual_version=error.actual_version,
+            )
+        case IdempotencyKeyReused():
+            return Problem(422, str(error), problem_type="urn:cqrs-demo:idempotency-key-reused")
+        case IdempotencyKeyInFlight():
+            return Problem(
+                409,
+                str(error),
+                problem_type="urn:cqrs-demo:idempotency-key-in-flight",
+                headers={"Retry-After": "1"},
             )
         case StoreUnavailable() | SchemaNotCurrent():
             log.error("answering 503: %s", error)

@@ -6,6 +6,8 @@ Numbers arrive as ``int`` (JSON integers) or ``Decimal`` (JSON numbers with a fr
 exponent), never as ``float``: a price is never rounded through a binary float.
 """
 
+import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,6 +45,21 @@ class CreateOrder:
     total_price: Decimal
     timestamp: datetime | None = None
     expected_version: int | None = None
+
+    def fingerprint(self) -> str:
+        """A hash of what the command asks for: equal for equal commands, whatever the
+        JSON spelling (key order, spaces, ``150.0`` or ``150.00``)."""
+        fields = {
+            "command": "CreateOrder",
+            "user_id": self.user_id,
+            "product_id": self.product_id,
+            "quantity": self.quantity,
+            "total_price": format(self.total_price.normalize(), "f"),
+            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
+            "expected_version": self.expected_version,
+        }
+        canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def parse_create_order(fields: Mapping[str, object]) -> CreateOrder:

@@ -29,3 +29,19 @@ class ExpectedVersionMismatch(Exception):
         self.stream = stream
         self.expected_version = expected_version
         self.actual_version = actual_version
+
+
+class IdempotencyKeyReused(Exception):
+    """The idempotency key was already used, for a different request."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was already used for a different request")
+        self.key = key
+
+
+class IdempotencyKeyInFlight(Exception):
+    """A request with the same idempotency key is still being handled."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"a request with Idempotency-Key {key!r} is still in progress")
+        self.key = key

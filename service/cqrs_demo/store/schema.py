@@ -1,10 +1,9 @@
 """Applying the numbered migrations, and checking that the schema is current."""
 
 import psycopg
-from psycopg import AsyncConnection
 
 from cqrs_demo.store.errors import MigrationChanged, SchemaNotCurrent, StoreUnavailable
-from cqrs_demo.store.pool import Pool, connection
+from cqrs_demo.store.pool import Connection, Database
 from cqrs_demo.store.sql import Migration, latest_schema_version, migrations, query
 
 # Held for the whole run of ``migrate``, so two hosts migrating at once take turns:
@@ -47,12 +46,12 @@ async def migrate(conninfo: str) -> list[Migration]:
     return pending
 
 
-async def _applied_checksums(conn: AsyncConnection[tuple[object, ...]]) -> dict[int, str]:
+async def _applied_checksums(conn: Connection) -> dict[int, str]:
     cursor = await conn.execute(query("applied_migrations"))
     return {int(str(version)): str(checksum) for version, _, checksum in await cursor.fetchall()}
 
 
-async def _schema_version(conn: AsyncConnection[tuple[object, ...]]) -> int:
+async def _schema_version(conn: Connection) -> int:
     try:
         cursor = await conn.execute(query("schema_version"))
     except psycopg.errors.UndefinedTable:
@@ -72,13 +71,13 @@ def _require_current(version: int) -> int:
     return version
 
 
-async def check_schema(pool: Pool) -> int:
+async def check_schema(database: Database) -> int:
     """Return the schema version; raise ``SchemaNotCurrent`` when it is behind this release.
 
     A schema ahead of this release is accepted: migrations only add, so the previous release
     keeps working after an upgrade is rolled back.
     """
-    async with connection(pool) as conn:
+    async with database.connection() as conn:
         version = await _schema_version(conn)
     return _require_current(version)
 

@@ -1,0 +1,55 @@
+"""Optional bearer tokens for commands, stored only as SHA-256 hashes.
+
+A presented token is hashed and compared with every configured hash in constant time
+(``hmac.compare_digest``, no early exit), so the answer's timing tells nothing about which
+hash or how much of it matched. The token itself is never logged or echoed.
+"""
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+
+from starlette.requests import Request
+
+from cqrs_demo.api.problems import Problem
+
+TOKEN_PREFIX = "cqrs_"  # noqa: S105 - a prefix that makes tokens recognisable, no secret
+
+
+def new_token() -> tuple[str, str]:
+    """A fresh random token and its SHA-256 hex digest (the line for the tokens file)."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return token, hashlib.sha256(token.encode()).hexdigest()
+
+
+class BearerTokens:
+    """Checks ``Authorization: Bearer <token>`` against named token hashes."""
+
+    def __init__(self, tokens: Sequence[tuple[str, bytes]]) -> None:
+        self._tokens = tuple(tokens)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._tokens)
+
+    def client(self, request: Request) -> str | None:
+        """The name of the token presented; None when no token is configured.
+
+        Raises a 401 ``Problem`` when tokens are configured and none valid was presented.
+        """
+        if not self._tokens:
+            return None
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        digest = hashlib.sha256(token.strip().encode("utf-8", "replace")).digest()
+        matched = None
+        for name, expected in self._tokens:
+            if hmac.compare_digest(digest, expected) and scheme.lower() == "bearer":
+                matched = name
+        if matched is None:
+            raise Problem(
+                401,
+                "a valid bearer token is required: Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": 'Bearer realm="cqrs-demo"'},
+            )
+        return matched
