@@ -167,7 +167,7 @@ def test_a_long_user_id_is_refused(service: Service, user: str) -> None:
 @pytest.mark.parametrize(
     ("header", "detail"),
     [
-        ("3", 'If-Match must be one version in quotes, like "3"; got 3'),
+        ("3.5", 'If-Match must be one version in quotes, like "3"; got 3.5'),
         ('W/"3"', 'If-Match must be one version in quotes, like "3"; got W/"3"'),
         ("*", 'If-Match must be one version in quotes, like "3"; got *'),
     ],

@@ -52,7 +52,8 @@ def test_every_failing_field_is_listed_at_once() -> None:
     [
         (True, "quantity must be an integer"),
         (Decimal("2.5"), "quantity must be an integer"),
-        (Decimal("2.0"), "quantity must be an integer"),
+        (Decimal("NaN"), "quantity must be an integer"),
+        (Decimal("1e400"), "quantity is too large"),
         ("2", "quantity must be an integer"),
         (-1, "quantity must be between 1 and 2147483647, got -1"),
         (2**31, "quantity must be between 1 and 2147483647, got 2147483648"),
@@ -83,6 +84,14 @@ def test_total_price_stays_the_exact_decimal_sent(text: str) -> None:
     command = parse_create_order({**VALID, "total_price": Decimal(text)})
     assert command.total_price == Decimal(text)
     assert str(command.total_price) == str(Decimal(text))
+
+
+def test_an_integral_number_is_an_integer_as_in_json_schema() -> None:
+    command = parse_create_order(
+        {**VALID, "quantity": Decimal("2.0"), "expected_version": Decimal("3E0")}
+    )
+    assert (command.quantity, command.expected_version) == (2, 3)
+    assert isinstance(command.quantity, int)
 
 
 def test_integer_and_negative_zero_prices_are_accepted() -> None:

@@ -4,6 +4,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from functools import wraps
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -16,6 +17,7 @@ from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
 from cqrs_demo.api.commands import create_order_endpoint
 from cqrs_demo.api.health import healthz, readyz_endpoint
+from cqrs_demo.api.openapi import openapi_document
 from cqrs_demo.api.problems import as_problem, problem_response
 from cqrs_demo.handlers import EventStore
 
@@ -40,6 +42,7 @@ def build_app(
         ),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", answering_problems(readyz_endpoint(check_ready)), methods=["GET"]),
+        Route("/openapi.json", _openapi_endpoint(tokens), methods=["GET"]),
     ]
     return Starlette(
         routes=routes,
@@ -60,6 +63,15 @@ def answering_problems(endpoint: Endpoint) -> Endpoint:
             return problem_response(as_problem(error))
 
     return answer
+
+
+def _openapi_endpoint(tokens: BearerTokens) -> Endpoint:
+    document = orjson.dumps(openapi_document(bearer_tokens=tokens.enabled))
+
+    async def openapi(request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
+    return openapi
 
 
 async def _http_exception(request: Request, error: Exception) -> Response:

@@ -19,7 +19,7 @@ from cqrs_demo.handlers import CommandContext, EventStore, OrderPlaced, handle_c
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-_STRONG_ETAG = re.compile(r'"(\d{1,19})"')
+_VERSION_ETAG = re.compile(r'"(\d{1,18})"|(\d{1,18})')
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]{1,200}")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
@@ -40,15 +40,16 @@ def create_order_endpoint(store: EventStore, tokens: BearerTokens, body: BodyRul
 
 
 def _with_if_match(command: CreateOrder, header: str | None) -> CreateOrder:
-    """Merge ``If-Match: "N"`` into the command's expected version; they must agree."""
+    """Merge ``If-Match: "N"`` (or a bare ``N``) into the command's expected version; they
+    must agree."""
     if header is None:
         return command
-    match = _STRONG_ETAG.fullmatch(header.strip())
+    match = _VERSION_ETAG.fullmatch(header.strip())
     if match is None:
         raise Problem(
             400, f'If-Match must be one version in quotes, like "3"; got {printable(header)}'
         )
-    version = int(match[1])
+    version = int(match[1] or match[2])
     if command.expected_version is None:
         return replace(command, expected_version=version)
     if command.expected_version != version:

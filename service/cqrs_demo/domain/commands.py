@@ -99,11 +99,24 @@ def _identifier(name: str, value: object) -> str:
 def _quantity(name: str, value: object) -> int:
     if value is None:
         raise _FieldRefused(f"{name} is required")
-    if isinstance(value, bool) or not isinstance(value, int):
+    number = _integer(name, value)
+    if not 1 <= number <= MAX_QUANTITY:
+        raise _FieldRefused(f"{name} must be between 1 and {MAX_QUANTITY}, got {number}")
+    return number
+
+
+def _integer(name: str, value: object) -> int:
+    """A JSON integer. As in JSON Schema, ``2.0`` is the integer 2; ``2.5`` and ``"2"`` are
+    not integers, nor is ``true``. Integers of more than 19 digits are refused unread."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise _FieldRefused(f"{name} must be an integer")
-    if not 1 <= value <= MAX_QUANTITY:
-        raise _FieldRefused(f"{name} must be between 1 and {MAX_QUANTITY}, got {value}")
-    return value
+    if isinstance(value, int):
+        return value
+    if not value.is_finite() or value != value.to_integral_value():
+        raise _FieldRefused(f"{name} must be an integer")
+    if value.adjusted() > 18:
+        raise _FieldRefused(f"{name} is too large")
+    return int(value)
 
 
 def _total_price(name: str, value: object) -> Decimal:
@@ -148,11 +161,10 @@ def _timestamp(name: str, value: object) -> datetime | None:
 def _expected_version(name: str, value: object) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _FieldRefused(f"{name} must be an integer")
-    if not 0 <= value <= MAX_VERSION:
+    number = _integer(name, value)
+    if not 0 <= number <= MAX_VERSION:
         raise _FieldRefused(f"{name} must be between 0 and {MAX_VERSION}")
-    return value
+    return number
 
 
 _PARSERS: dict[str, Callable[[str, object], object]] = {

@@ -1,0 +1,187 @@
+"""Idempotency-Key over HTTP, bearer tokens, and slow bodies."""
+
+import asyncio
+import hashlib
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+import pytest
+
+from cqrs_demo.api.auth import new_token
+from tests.api.test_seed_steps import hold_version_one, wait_for_blocked
+from tests.support import CQRS_DEMO, Service, running_service
+
+CREATE = "/api/commands/order/create"
+
+
+def order(user: str, quantity: int = 2) -> dict[str, object]:
+    return {"user_id": user, "product_id": "prod_456", "quantity": quantity, "total_price": 150.00}
+
+
+def fresh(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def count_rows(database_url: str, user: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM events WHERE aggregate_id = %s", [user]).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_retry_with_the_same_key_replays_the_original_answer(
+    service: Service, database_url: str
+) -> None:
+    user, key = fresh("retry"), fresh("key")
+    with service.client() as client:
+        first = client.post(CREATE, json=order(user), headers={"Idempotency-Key": key})
+        # the same command spelled differently is the same request
+        again = client.post(
+            CREATE,
+            content=f'{{"total_price": 150.0, "quantity": 2, "user_id":'
+            f' "{user}", "product_id": "prod_456"}}'.encode(),
+            headers={"Idempotency-Key": key, "content-type": "application/json"},
+        )
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert count_rows(database_url, user) == 1
+
+
+def test_the_same_key_with_another_body_is_a_422(service: Service, database_url: str) -> None:
+    user, key = fresh("reuse"), fresh("key")
+    with service.client() as client:
+        client.post(CREATE, json=order(user), headers={"Idempotency-Key": key})
+        response = client.post(
+            CREATE, json=order(user, quantity=3), headers={"Idempotency-Key": key}
+        )
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        f"Idempotency-Key '{key}' was already used for a different request"
+    )
+    assert count_rows(database_url, user) == 1
+
+
+@pytest.mark.anyio
+async def test_a_duplicate_while_the_first_is_in_flight_is_a_409(
+    service: Service, database_url: str
+) -> None:
+    user, key = fresh("inflight"), fresh("key")
+    holder = await hold_version_one(database_url, user)
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+        first = asyncio.create_task(
+            client.post(CREATE, json=order(user), headers={"Idempotency-Key": key})
+        )
+        await wait_for_blocked(database_url, 1)
+        duplicate = await client.post(CREATE, json=order(user), headers={"Idempotency-Key": key})
+        await holder.rollback()
+        await holder.close()
+        original = await first
+    assert duplicate.status_code == 409
+    assert duplicate.headers["retry-after"] == "1"
+    assert duplicate.json()["detail"] == (
+        f"a request with Idempotency-Key '{key}' is still in progress"
+    )
+    assert original.status_code == 202
+    assert count_rows(database_url, user) == 1
+
+
+@pytest.mark.parametrize("key", [b"", b"a b", b"k" * 256, "ключ".encode()])
+def test_a_malformed_idempotency_key_is_a_400(service: Service, key: bytes) -> None:
+    with service.client() as client:
+        response = client.post(
+            CREATE, json=order(fresh("badkey")), headers={"Idempotency-Key": key}
+        )
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        "Idempotency-Key must be 1 to 255 printable ASCII characters"
+    )
+
+
+def test_commands_need_a_valid_token_once_tokens_are_configured(
+    database_url: str, tmp_path: Path
+) -> None:
+    token, digest = new_token()
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_text(f"# clients\norders-app sha256:{digest}\n")
+    user = fresh("auth")
+    with (
+        running_service(database_url, tmp_path, CQRS_TOKENS_FILE=str(tokens_file)) as service,
+        service.client() as client,
+    ):
+        refused = [
+            client.post(CREATE, json=order(user)),
+            client.post(CREATE, json=order(user), headers={"Authorization": "Bearer wrong"}),
+            client.post(CREATE, json=order(user), headers={"Authorization": f"Basic {token}"}),
+            client.post(CREATE, json=order(user), headers={"Authorization": token}),
+        ]
+        accepted = client.post(
+            CREATE, json=order(user), headers={"Authorization": f"Bearer {token}"}
+        )
+        probe = client.get("/healthz")
+    for response in refused:
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == 'Bearer realm="cqrs-demo"'
+        assert response.json()["detail"] == (
+            "a valid bearer token is required: Authorization: Bearer <token>"
+        )
+    assert accepted.status_code == 202
+    assert probe.status_code == 200
+    assert count_rows(database_url, user) == 1
+    log = service.log()
+    assert f"POST {CREATE} 401" in log
+    assert "client=orders-app" in log
+    assert token not in log
+    assert "wrong" not in log
+
+
+def test_a_bad_tokens_file_stops_start_up_naming_it(database_url: str, tmp_path: Path) -> None:
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_text("orders-app md5:abc\n")
+    with running_service(
+        database_url, tmp_path, wait_ready=False, CQRS_TOKENS_FILE=str(tokens_file)
+    ) as service:
+        assert service.process.wait(30) == 78
+    assert service.log().strip() == (
+        f"cqrs-demo: CQRS_TOKENS_FILE='{tokens_file}' is invalid: "
+        "line 1 is not 'NAME sha256:<64 hex digits>'"
+    )
+
+
+def test_a_body_that_trickles_in_too_slowly_is_a_408(database_url: str, tmp_path: Path) -> None:
+    with running_service(database_url, tmp_path, CQRS_BODY_TIMEOUT="1") as service:
+        address = urlsplit(service.url)
+        with socket.create_connection((address.hostname, address.port), timeout=10) as conn:
+            conn.sendall(
+                b"POST " + CREATE.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
+            started = time.monotonic()
+            answer = conn.recv(4096)
+            waited = time.monotonic() - started
+            while chunk := conn.recv(4096):  # the server closes the connection after it
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"request body not received within 1 s" in answer
+    assert 0.8 < waited < 5
+
+
+def test_the_token_command_prints_a_token_and_its_hash_line() -> None:
+    result = subprocess.run(
+        [CQRS_DEMO, "token", "orders-app"], capture_output=True, text=True, check=True
+    )
+    token_line, file_line = result.stdout.splitlines()
+    token = token_line.rsplit(" ", 1)[1]
+    assert file_line.endswith(f"orders-app sha256:{hashlib.sha256(token.encode()).hexdigest()}")
+    bad = subprocess.run(
+        [CQRS_DEMO, "token", "bad name"], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2
+    assert "NAME must be" in bad.stderr
