@@ -1,14 +1,17 @@
 """Helpers shared by the test layers: what a test needs, a running service, a database."""
 
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -114,3 +117,24 @@ def wait_until_ready(service: Service, timeout: float = 30) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"service not ready after {timeout} s:\n{service.log()}")
+
+
+def raw_exchange(url: str, request: bytes, timeout: float = 10) -> tuple[bytes, float]:
+    """Send raw bytes to the service; return the whole answer (head and body) and how many
+    seconds it took to begin. For requests that httpx will not send (partial bodies)."""
+    address = urlsplit(url)
+    assert address.hostname is not None
+    assert address.port is not None
+    with socket.create_connection((address.hostname, address.port), timeout=timeout) as conn:
+        conn.sendall(request)
+        started = time.monotonic()
+        answer = conn.recv(65536)
+        waited = time.monotonic() - started
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?im)^content-length: *(\d+)", head)[1])  # type: ignore[index]
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+    return head + b"\r\n\r\n" + body, waited

@@ -1,14 +1,12 @@
 """Every bad request gets a 4xx problem that names the problem, and writes nothing."""
 
-import socket
 import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
-from tests.support import Service
+from tests.support import Service, raw_exchange
 
 CREATE = "/api/commands/order/create"
 VALID = b'{"user_id": "%s", "product_id": "prod_456", "quantity": 2, "total_price": 150.00}'
@@ -229,13 +227,11 @@ def test_json_with_a_charset_or_a_json_suffix_is_accepted(service: Service) -> N
 
 def test_a_declared_oversized_body_is_a_413_before_it_is_read(service: Service) -> None:
     # Only the headers are sent: the answer must come without the body.
-    address = urlsplit(service.url)
-    with socket.create_connection((address.hostname, address.port), timeout=10) as conn:
-        conn.sendall(
-            b"POST " + CREATE.encode() + b" HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
-        )
-        answer = conn.recv(4096)
+    answer, _ = raw_exchange(
+        service.url,
+        b"POST " + CREATE.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n",
+    )
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert b"request body is larger than 65536 bytes" in answer
 

@@ -2,12 +2,9 @@
 
 import asyncio
 import hashlib
-import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -15,7 +12,7 @@ import pytest
 
 from cqrs_demo.api.auth import new_token
 from tests.api.test_seed_steps import hold_version_one, wait_for_blocked
-from tests.support import CQRS_DEMO, Service, running_service
+from tests.support import CQRS_DEMO, Service, raw_exchange, running_service
 
 CREATE = "/api/commands/order/create"
 
@@ -157,17 +154,11 @@ def test_a_bad_tokens_file_stops_start_up_naming_it(database_url: str, tmp_path:
 
 def test_a_body_that_trickles_in_too_slowly_is_a_408(database_url: str, tmp_path: Path) -> None:
     with running_service(database_url, tmp_path, CQRS_BODY_TIMEOUT="1") as service:
-        address = urlsplit(service.url)
-        with socket.create_connection((address.hostname, address.port), timeout=10) as conn:
-            conn.sendall(
-                b"POST " + CREATE.encode() + b" HTTP/1.1\r\nHost: x\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
-            )
-            started = time.monotonic()
-            answer = conn.recv(4096)
-            waited = time.monotonic() - started
-            while chunk := conn.recv(4096):  # the server closes the connection after it
-                answer += chunk
+        answer, waited = raw_exchange(
+            service.url,
+            b"POST " + CREATE.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert b"request body not received within 1 s" in answer
     assert 0.8 < waited < 5
