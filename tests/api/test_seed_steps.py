@@ -43,7 +43,7 @@ def test_step_2_one_event_is_generated_and_logged(service: Service) -> None:
     assert response.json()["count"] == "1"
     assert len(response.json()["event_ids"]) == 1
     assert f"POST {CREATE} 202" in service.log()
-    assert f"aggregate={user} version=1" in service.log()
+    assert f"aggregate={user} version=1 events=1" in service.log()
 
 
 def test_step_3_the_event_is_persisted_in_the_user_stream(

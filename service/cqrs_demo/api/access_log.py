@@ -10,6 +10,8 @@ from cqrs_demo.domain.text import printable
 log = logging.getLogger("cqrs_demo.request")
 
 _QUIET_PATHS = frozenset({"/healthz", "/readyz"})
+# What an endpoint may leave in scope["state"] for the line; never a payload value.
+_DETAILS = ("aggregate", "version", "events", "client")
 
 
 class AccessLog:
@@ -51,17 +53,16 @@ class AccessLog:
         if not log.isEnabledFor(level):
             return
         state = scope.get("state", {})
-        aggregate = state.get("aggregate")
-        version = state.get("version")
-        client = state.get("client")
+        details = "".join(
+            f" {name}={state[name]}" for name in _DETAILS if state.get(name) is not None
+        )
+        method = printable(scope["method"], 16)
         log.log(
             level,
-            "%s %s %d %.1fms%s%s%s",
-            printable(scope["method"], 16),
+            "%s %s %d %.1fms%s",
+            method,
             printable(path, 200),
             status,
             seconds * 1000,
-            f" aggregate={aggregate}" if aggregate is not None else "",
-            f" version={version}" if version is not None else "",
-            f" client={client}" if client is not None else "",
+            details,
         )

@@ -34,6 +34,7 @@ def create_order_endpoint(store: EventStore, tokens: BearerTokens, body: BodyRul
         request.state.aggregate = command.user_id
         placed = await handle_create_order(command, store, _context(request))
         request.state.version = placed.version
+        request.state.events = len(placed.event_ids)
         return _accepted(placed)
 
     return create_order
