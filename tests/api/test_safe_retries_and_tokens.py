@@ -176,3 +176,51 @@ def test_the_token_command_prints_a_token_and_its_hash_line() -> None:
     )
     assert bad.returncode == 2
     assert "NAME must be" in bad.stderr
+
+
+def test_the_database_password_never_reaches_a_log_or_an_answer(
+    database_url: str, tmp_path: Path
+) -> None:
+    secret = "hunter2-" + uuid.uuid4().hex
+    password_file = tmp_path / "db-password"
+    password_file.write_text(secret + "\n")
+    password_file.chmod(0o600)
+    unreachable = "postgresql://cqrs_app@127.0.0.1:1/cqrs_events"
+    with running_service(
+        unreachable,
+        tmp_path,
+        wait_ready=False,
+        CQRS_POOL_TIMEOUT="1",
+        CQRS_DATABASE_PASSWORD_FILE=str(password_file),
+    ) as failing:
+        assert failing.process.wait(60) == 1
+    with (
+        running_service(
+            database_url,
+            tmp_path,
+            CQRS_LOG_LEVEL="debug",
+            CQRS_DATABASE_PASSWORD_FILE=str(password_file),
+        ) as service,
+        service.client() as client,
+    ):
+        answers = [
+            client.post(CREATE, json=order(fresh("secret"))).text,
+            client.post(CREATE, content=b"{").text,
+            client.get("/readyz").text,
+        ]
+        cmdlines = [
+            Path(f"/proc/{pid}/cmdline").read_bytes()
+            for pid in [service.process.pid, *_children(service.process.pid)]
+        ]
+    assert "cannot connect to the database cqrs_app@127.0.0.1:1/cqrs_events" in failing.log()
+    for text in [failing.log(), service.log(), *answers]:
+        assert secret not in text
+    for cmdline in cmdlines:
+        assert secret.encode() not in cmdline
+
+
+def _children(pid: int) -> list[int]:
+    result = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=True
+    )
+    return [int(child) for child in result.stdout.split()]
