@@ -34,7 +34,7 @@ class Database:
             timeout=timeout,
             open=False,
             kwargs={"autocommit": True, "application_name": "cqrs-demo"},
-            check=_drop_if_closed,
+            check=self._drop_if_closed,
             name="cqrs-demo",
         )
         self.unreachable = False
@@ -50,6 +50,22 @@ class Database:
 
     async def close(self) -> None:
         await self.pool.close()
+
+    async def _drop_if_closed(self, conn: Connection) -> None:
+        """Read what the server sent an idle connection; raise if it closed it.
+
+        A restarted or stopped server closes idle connections, but the client notices only
+        when it next reads. Reading here, without a round trip, lets the pool discard such a
+        connection before a request uses it (a raise makes the pool drop it and try another),
+        and tells the requests that follow not to wait the full timeout.
+        """
+        try:
+            conn.pgconn.consume_input()
+            if conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+                raise psycopg.OperationalError("connection closed by the server")
+        except psycopg.OperationalError:
+            self.unreachable = True
+            raise
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
@@ -77,15 +93,3 @@ class Database:
             raise StoreError(
                 f"database error {type(error).__name__} (SQLSTATE {sqlstate})"
             ) from error
-
-
-async def _drop_if_closed(conn: Connection) -> None:
-    """Read what the server sent an idle connection; raise if it closed it.
-
-    A restarted or stopped server closes idle connections, but the client notices only when
-    it next reads. Reading here, without a round trip, lets the pool discard such a
-    connection before a request uses it (a raise makes the pool drop it and try another).
-    """
-    conn.pgconn.consume_input()
-    if conn.pgconn.status != psycopg.pq.ConnStatus.OK:
-        raise psycopg.OperationalError("connection closed by the server")
