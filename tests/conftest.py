@@ -39,10 +39,21 @@ def fresh_database_url(postgres: LocalPostgres) -> str:
     return new_database(postgres, f"cqrs_test_{next(_database_numbers)}_{os.getpid()}")
 
 
-@pytest.fixture(scope="session")
-def service(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+# Every API test runs against both ways of writing: group commit (the default) and one
+# statement per command. Each command's outcome must be the same.
+WRITE_MODES = {"group-commit": "64", "one-by-one": "1"}
+
+
+@pytest.fixture(scope="session", params=list(WRITE_MODES))
+def service(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Service]:
     """``cqrs-demo serve`` with two workers over the session database."""
-    with running_service(database_url, Path(tmp_path_factory.mktemp("service"))) as running:
+    with running_service(
+        database_url,
+        Path(tmp_path_factory.mktemp("service")),
+        CQRS_GROUP_COMMIT_MAX_BATCH=WRITE_MODES[request.param],
+    ) as running:
         yield running
 
 

@@ -38,7 +38,10 @@ def create_app(settings: Settings) -> Starlette:
         timeout=settings.pool_timeout,
     )
     store = PostgresEventStore(
-        database, idempotency_retention=timedelta(hours=settings.idempotency_retention_hours)
+        database,
+        idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
+        max_batch=settings.group_commit_max_batch,
+        max_in_flight=settings.group_commit_writers,
     )
 
     @asynccontextmanager

@@ -31,6 +31,8 @@ class Settings:
     pool_min_size: int = 5
     pool_max_size: int = 25
     pool_timeout: float = 3.0
+    group_commit_max_batch: int = 64
+    group_commit_writers: int = 2
     body_limit: int = 65_536
     body_timeout: float = 10.0
     idempotency_retention_hours: int = 24
@@ -79,6 +81,15 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         pool_min_size=pool_min,
         pool_max_size=pool_max,
         pool_timeout=_get(environ, "CQRS_POOL_TIMEOUT", _seconds, default.pool_timeout),
+        group_commit_max_batch=_get(
+            environ,
+            "CQRS_GROUP_COMMIT_MAX_BATCH",
+            _integer(1, 1000),
+            default.group_commit_max_batch,
+        ),
+        group_commit_writers=_get(
+            environ, "CQRS_GROUP_COMMIT_WRITERS", _integer(1, 1000), default.group_commit_writers
+        ),
         body_limit=_get(environ, "CQRS_BODY_LIMIT", _integer(1024, 16 << 20), default.body_limit),
         body_timeout=_get(environ, "CQRS_BODY_TIMEOUT", _seconds, default.body_timeout),
         idempotency_retention_hours=_get(

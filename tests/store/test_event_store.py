@@ -63,9 +63,11 @@ async def database(database_url: str) -> AsyncIterator[Database]:
     await database.close()
 
 
-@pytest.fixture
-async def store(database: Database) -> PostgresEventStore:
-    return PostgresEventStore(database, idempotency_retention=RETENTION)
+@pytest.fixture(params=[64, 1], ids=["group-commit", "one-by-one"])
+async def store(database: Database, request: pytest.FixtureRequest) -> PostgresEventStore:
+    return PostgresEventStore(
+        database, idempotency_retention=RETENTION, max_batch=request.param, max_in_flight=2
+    )
 
 
 async def rows(database_url: str, stream: str) -> list[tuple[object, ...]]:

@@ -32,9 +32,11 @@ async def database(database_url: str) -> AsyncIterator[Database]:
     await database.close()
 
 
-@pytest.fixture
-async def store(database: Database) -> PostgresEventStore:
-    return PostgresEventStore(database, idempotency_retention=timedelta(hours=1))
+@pytest.fixture(params=[64, 1], ids=["group-commit", "one-by-one"])
+async def store(database: Database, request: pytest.FixtureRequest) -> PostgresEventStore:
+    return PostgresEventStore(
+        database, idempotency_retention=timedelta(hours=1), max_batch=request.param, max_in_flight=2
+    )
 
 
 def key(request_hash: str = "hash-a") -> IdempotencyKey:

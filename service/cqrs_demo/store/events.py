@@ -1,6 +1,7 @@
-"""Appending events to streams, and reading where a stream stands."""
+"""Appending events to streams, alone or in group commits, and reading where a stream is."""
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
@@ -13,16 +14,47 @@ from cqrs_demo.domain.errors import (
 )
 from cqrs_demo.domain.events import DomainEvent
 from cqrs_demo.handlers import Appended, IdempotencyKey
+from cqrs_demo.store.errors import StoreError
+from cqrs_demo.store.group_commit import GroupCommit
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.sql import query
 
 
-class PostgresEventStore:
-    """Streams of events in the ``events`` table, one row per event."""
+@dataclass(frozen=True, slots=True)
+class PendingAppend:
+    """One command's append, as it waits for its batch."""
 
-    def __init__(self, database: Database, *, idempotency_retention: timedelta) -> None:
+    stream: str
+    events: Sequence[DomainEvent]
+    expected_version: int | None
+    metadata: Mapping[str, object]
+    idempotency: IdempotencyKey | None
+    result: Mapping[str, object]
+
+
+class PostgresEventStore:
+    """Streams of events in the ``events`` table, one row per event.
+
+    With ``max_batch`` above 1, concurrent appends are written in group commits (see
+    ``group_commit``) by at most ``max_in_flight`` connections at a time; with 1, every
+    append is its own statement. Both give each command the same outcome.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        idempotency_retention: timedelta,
+        max_batch: int = 1,
+        max_in_flight: int = 1,
+    ) -> None:
         self._database = database
         self.idempotency_retention = idempotency_retention
+        self._group: GroupCommit[PendingAppend, Appended] | None = None
+        if max_batch > 1:
+            self._group = GroupCommit(
+                self._write_or_split, max_batch=max_batch, max_in_flight=max_in_flight
+            )
 
     async def append_events(
         self,
@@ -37,32 +69,79 @@ class PostgresEventStore:
         """Append all ``events`` to ``stream`` in one transaction, or none of them.
 
         The events take versions head+1..head+n, where head is the stream's version when the
-        statement runs; with ``expected_version`` given, head must equal it. With
+        command is written; with ``expected_version`` given, head must equal it. With
         ``idempotency``, the key and ``result`` are recorded in the same transaction, and a
         key seen within the retention period is answered from that record instead.
+        Returns once the events are committed.
 
         Raises ``ExpectedVersionMismatch`` (both versions) when the stream was elsewhere or a
         concurrent append took the versions first; ``IdempotencyKeyReused`` and
-        ``IdempotencyKeyInFlight``; ``StoreUnavailable`` or ``StoreError`` (``connection``).
+        ``IdempotencyKeyInFlight``; ``StoreUnavailable`` or ``StoreError`` (``Database``).
         """
+        if not events:
+            raise ValueError("append_events needs at least one event")
+        pending = PendingAppend(
+            stream, events, expected_version, metadata, idempotency, result or {}
+        )
+        # While the database is unreachable, commands do not queue behind a batch that is
+        # waiting for a connection: each gets its 503 within UNREACHABLE_WAIT_SECONDS.
+        if self._group is not None and not self._database.unreachable:
+            return await self._group.submit(pending)
+        (outcome,) = await self._write([pending])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def _write_or_split(
+        self, batch: Sequence[PendingAppend]
+    ) -> Sequence[Appended | Exception]:
+        """Write a batch; if the database refuses it for one command's sake (an error other
+        than a conflict), write each command alone, so that only that one fails."""
+        try:
+            return await self._write(batch)
+        except StoreError:
+            if len(batch) == 1:
+                raise
+        outcomes: list[Appended | Exception] = []
+        for pending in batch:
+            try:
+                outcomes.extend(await self._write([pending]))
+            except StoreError as error:
+                outcomes.append(error)
+        return outcomes
+
+    async def _write(self, batch: Sequence[PendingAppend]) -> list[Appended | Exception]:
+        """One statement, one transaction: every command of ``batch`` decided on its own."""
+        # Sorted by stream (stably: one stream's commands keep their order), so that two
+        # batches always wait for each other's rows in the same order: no deadlock.
+        order = sorted(range(len(batch)), key=lambda index: batch[index].stream)
+        commands = [batch[index] for index in order]
+        events = [event for command in commands for event in command.events]
         params = {
-            "stream": stream,
-            "expected_version": expected_version,
+            "streams": [command.stream for command in commands],
+            "expected_versions": [command.expected_version for command in commands],
+            "event_counts": [len(command.events) for command in commands],
+            "metadata": [encode_json(command.metadata) for command in commands],
+            "idempotency_keys": [c.idempotency.key if c.idempotency else None for c in commands],
+            "request_hashes": [
+                c.idempotency.request_hash if c.idempotency else None for c in commands
+            ],
+            "results": [encode_json(command.result) for command in commands],
             "event_types": [event.event_type for event in events],
             "payloads": [encode_json(event.payload()) for event in events],
             "occurred_on": [event.occurred_on for event in events],
             "event_ids": [event.event_id for event in events],
-            "metadata": encode_json(metadata),
-            "key": idempotency.key if idempotency else None,
-            "key_request_hash": idempotency.request_hash if idempotency else None,
-            "key_result": encode_json(result or {}),
             "idempotency_retention": self.idempotency_retention,
         }
         async with self._database.connection() as conn:
             cursor = await conn.execute(query("append_events"), params)
-            row = await cursor.fetchone()
-        assert row is not None
-        return _appended(stream, idempotency, *row)
+            rows = await cursor.fetchall()
+        outcomes: list[Appended | Exception] = [AssertionError("no outcome")] * len(batch)
+        for command_number, *outcome in rows:
+            assert isinstance(command_number, int)
+            index = order[command_number - 1]
+            outcomes[index] = _outcome(batch[index], *outcome)
+        return outcomes
 
     async def stream_version(self, stream: str) -> int:
         """The version of the stream's last event; 0 for a stream with no events."""
@@ -82,17 +161,16 @@ class PostgresEventStore:
             return cursor.rowcount
 
 
-def _appended(
-    stream: str,
-    idempotency: IdempotencyKey | None,
+def _outcome(
+    command: PendingAppend,
     outcome: object,
     based_on_version: object,
     stream_version: object,
     event_ids: object,
     result: object,
-) -> Appended:
-    """Turn a row of ``append_events`` into an ``Appended`` or the error it stands for."""
-    key = idempotency.key if idempotency else ""
+) -> Appended | Exception:
+    """One row of ``append_events``: an ``Appended``, or the error it stands for."""
+    key = command.idempotency.key if command.idempotency else ""
     match outcome:
         case "appended" | "replayed":
             assert isinstance(stream_version, int)
@@ -102,11 +180,11 @@ def _appended(
         case "conflict":
             assert isinstance(based_on_version, int)
             assert isinstance(stream_version, int)
-            raise ExpectedVersionMismatch(stream, based_on_version, stream_version)
+            return ExpectedVersionMismatch(command.stream, based_on_version, stream_version)
         case "key_reused":
-            raise IdempotencyKeyReused(key)
+            return IdempotencyKeyReused(key)
         case "key_in_flight":
-            raise IdempotencyKeyInFlight(key)
+            return IdempotencyKeyInFlight(key)
     raise AssertionError(f"append_events answered {outcome!r}")
 
 

@@ -1,14 +1,15 @@
-SELECT outcome, based_on_version, stream_version, event_ids, result
+SELECT command, outcome, based_on_version, stream_version, event_ids, result
 FROM append_events(
-    %(stream)s,
-    %(expected_version)s,
+    %(streams)s::text[],
+    %(expected_versions)s::bigint[],
+    %(event_counts)s::integer[],
+    %(metadata)s::jsonb[],
+    %(idempotency_keys)s::text[],
+    %(request_hashes)s::text[],
+    %(results)s::jsonb[],
     %(event_types)s::text[],
     %(payloads)s::jsonb[],
     %(occurred_on)s::timestamptz[],
     %(event_ids)s::uuid[],
-    %(metadata)s::jsonb,
-    %(key)s,
-    %(key_request_hash)s,
-    %(key_result)s::jsonb,
     %(idempotency_retention)s
 )

@@ -1,0 +1,71 @@
+"""Group commit: concurrent appends gathered into one transaction, one WAL flush.
+
+A command that arrives while fewer than ``max_in_flight`` batches are being written goes out
+at once, alone: a lone client waits for nothing. Commands that arrive while the writers are
+busy queue up, and the next free writer takes up to ``max_batch`` of them in one statement.
+So the batch size follows the load, and each command keeps its own outcome (see
+``append_events`` in the migrations): batching changes when a command commits, never what.
+"""
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+Command = TypeVar("Command")
+Outcome = TypeVar("Outcome")
+
+
+class GroupCommit(Generic[Command, Outcome]):
+    """Feeds ``write`` batches of commands; ``write`` returns one outcome per command, in
+    order, or raises for the whole batch. An outcome that is an exception is raised to the
+    command's caller."""
+
+    def __init__(
+        self,
+        write: Callable[[Sequence[Command]], Awaitable[Sequence[Outcome | Exception]]],
+        *,
+        max_batch: int,
+        max_in_flight: int,
+    ) -> None:
+        self._write = write
+        self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
+        self._queue: deque[tuple[Command, asyncio.Future[Outcome]]] = deque()
+        self._in_flight = 0
+        self._writers: set[asyncio.Task[None]] = set()
+
+    async def submit(self, command: Command) -> Outcome:
+        """Append ``command`` with the next batch; return its outcome once committed."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queue.append((command, future))
+        self._start_writers()
+        return await future
+
+    def _start_writers(self) -> None:
+        while self._queue and self._in_flight < self.max_in_flight:
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            self._in_flight += 1
+            writer = asyncio.get_running_loop().create_task(self._write_batch(batch))
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+
+    async def _write_batch(self, batch: list[tuple[Command, asyncio.Future[Outcome]]]) -> None:
+        try:
+            outcomes = await self._write([command for command, _ in batch])
+        except Exception as error:
+            outcomes = [error] * len(batch)
+        except BaseException:  # cancelled: so are its callers
+            for _, future in batch:
+                future.cancel()
+            raise
+        finally:
+            self._in_flight -= 1
+            self._start_writers()
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():  # the caller was cancelled; the command stands
+                continue
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
