@@ -86,6 +86,7 @@ def run_worker(settings: Settings, listener: socket.socket, ready: "Queue[int]")
         access_log=False,
         log_config=None,
         server_header=False,
+        proxy_headers=False,  # nothing in front is trusted to set X-Forwarded-For
         timeout_graceful_shutdown=int(DRAIN_TIMEOUT_SECONDS),
         timeout_keep_alive=30,
     )

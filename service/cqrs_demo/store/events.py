@@ -116,21 +116,8 @@ class PostgresEventStore:
         # batches always wait for each other's rows in the same order: no deadlock.
         order = sorted(range(len(batch)), key=lambda index: batch[index].stream)
         commands = [batch[index] for index in order]
-        events = [event for command in commands for event in command.events]
         params = {
-            "streams": [command.stream for command in commands],
-            "expected_versions": [command.expected_version for command in commands],
-            "event_counts": [len(command.events) for command in commands],
-            "metadata": [encode_json(command.metadata) for command in commands],
-            "idempotency_keys": [c.idempotency.key if c.idempotency else None for c in commands],
-            "request_hashes": [
-                c.idempotency.request_hash if c.idempotency else None for c in commands
-            ],
-            "results": [encode_json(command.result) for command in commands],
-            "event_types": [event.event_type for event in events],
-            "payloads": [encode_json(event.payload()) for event in events],
-            "occurred_on": [event.occurred_on for event in events],
-            "event_ids": [event.event_id for event in events],
+            "batch": encode_json([_as_json(command) for command in commands]),
             "idempotency_retention": self.idempotency_retention,
         }
         async with self._database.connection() as conn:
@@ -161,6 +148,26 @@ class PostgresEventStore:
             return cursor.rowcount
 
 
+def _as_json(command: PendingAppend) -> dict[str, object]:
+    return {
+        "stream": command.stream,
+        "expected_version": command.expected_version,
+        "metadata": command.metadata,
+        "idempotency_key": command.idempotency.key if command.idempotency else None,
+        "request_hash": command.idempotency.request_hash if command.idempotency else None,
+        "result": command.result,
+        "events": [
+            {
+                "event_id": event.event_id,
+                "event_type": event.event_type,
+                "occurred_on": event.occurred_on,
+                "payload": event.payload(),
+            }
+            for event in command.events
+        ],
+    }
+
+
 def _outcome(
     command: PendingAppend,
     outcome: object,
@@ -188,7 +195,7 @@ def _outcome(
     raise AssertionError(f"append_events answered {outcome!r}")
 
 
-def encode_json(value: Mapping[str, object]) -> str:
+def encode_json(value: object) -> str:
     """JSON text with ``Decimal`` written as an exact number literal, never via a float."""
     return orjson.dumps(value, default=_exact_decimal).decode()
 

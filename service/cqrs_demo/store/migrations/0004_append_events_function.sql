@@ -1,5 +1,12 @@
 -- append_events: appends a batch of commands, each with all of its events or none of them.
 --
+-- The batch is one JSON array, one element per command:
+--   {"stream": …, "expected_version": N or null, "metadata": {…}, "idempotency_key": … or
+--    null, "request_hash": …, "result": {…}, "events": [{"event_id": …, "event_type": …,
+--    "occurred_on": …, "payload": {…}}, …]}
+-- (one document instead of a dozen arrays: the client writes it in one call to a C JSON
+-- encoder, and numbers stay exact decimals all the way into jsonb).
+--
 -- One call is one statement: in autocommit, one round trip and one transaction (one WAL
 -- flush) for the whole batch. Each command is decided on its own: it gets its own outcome,
 -- and a command that is refused leaves nothing, while the others of the batch commit.
@@ -22,20 +29,8 @@
 -- 4. The key, if any, is recorded with the outcome, in the same transaction.
 --
 -- Any other error aborts the whole statement, and so the whole batch.
-CREATE OR REPLACE FUNCTION append_events(
-    streams TEXT[],
-    expected_versions BIGINT[],
-    event_counts INTEGER[],
-    command_metadata JSONB[],
-    idempotency_keys TEXT[],
-    request_hashes TEXT[],
-    command_results JSONB[],
-    new_event_types TEXT[],
-    new_payloads JSONB[],
-    new_occurred_on TIMESTAMPTZ[],
-    new_event_ids UUID[],
-    idempotency_retention INTERVAL
-) RETURNS TABLE (
+CREATE OR REPLACE FUNCTION append_events(batch JSONB, idempotency_retention INTERVAL)
+RETURNS TABLE (
     command INTEGER,
     outcome TEXT,
     based_on_version BIGINT,
@@ -47,8 +42,9 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     i INTEGER;
-    next_event INTEGER := 1;
-    first_event INTEGER;
+    cmd JSONB;
+    stream TEXT;
+    expected BIGINT;
     n INTEGER;
     head BIGINT;
     key TEXT;
@@ -56,25 +52,18 @@ DECLARE
     recorded RECORD;
     command_event_ids UUID[];
 BEGIN
-    IF coalesce(cardinality(new_event_types), 0)
-            <> (SELECT coalesce(sum(c), 0) FROM unnest(event_counts) AS c)
-        OR cardinality(new_payloads) <> cardinality(new_event_types)
-        OR cardinality(new_occurred_on) <> cardinality(new_event_types)
-        OR cardinality(new_event_ids) <> cardinality(new_event_types) THEN
-        RAISE EXCEPTION 'append_events: event arrays do not match event_counts'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-
-    FOR i IN 1 .. coalesce(cardinality(streams), 0) LOOP
-        n := event_counts[i];
-        key := idempotency_keys[i];
-        first_event := next_event;
-        next_event := next_event + n;
-        command_event_ids := new_event_ids[first_event : next_event - 1];
+    FOR cmd, i IN SELECT c.value, c.ordinality::INTEGER
+                  FROM jsonb_array_elements(batch) WITH ORDINALITY AS c LOOP
+        stream := cmd->>'stream';
+        expected := (cmd->>'expected_version')::BIGINT;
+        key := cmd->>'idempotency_key';
+        n := jsonb_array_length(cmd->'events');
         IF n < 1 THEN
-            RAISE EXCEPTION 'append_events: command % of stream % has no event', i, streams[i]
+            RAISE EXCEPTION 'append_events: command % of stream % has no event', i, stream
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
+        command_event_ids := ARRAY(
+            SELECT (e->>'event_id')::UUID FROM jsonb_array_elements(cmd->'events') AS e);
 
         IF key IS NOT NULL THEN
             IF NOT pg_try_advisory_xact_lock(hashtextextended('idempotency-key:' || key, 0)) THEN
@@ -87,7 +76,7 @@ BEGIN
             WHERE k.idempotency_key = key AND k.created_at > now() - idempotency_retention;
             IF FOUND THEN
                 RETURN QUERY SELECT i,
-                    CASE WHEN recorded.request_hash = request_hashes[i]
+                    CASE WHEN recorded.request_hash = cmd->>'request_hash'
                         THEN 'replayed' ELSE 'key_reused' END,
                     recorded.stream_version - cardinality(recorded.event_ids),
                     recorded.stream_version, recorded.event_ids, recorded.result;
@@ -95,36 +84,32 @@ BEGIN
             END IF;
         END IF;
 
-        SELECT coalesce(max(e.version), 0) INTO head FROM events e
-        WHERE e.aggregate_id = streams[i];
-        IF expected_versions[i] IS NOT NULL AND head <> expected_versions[i] THEN
-            RETURN QUERY SELECT i, 'conflict', expected_versions[i], head, NULL::UUID[],
-                NULL::JSONB;
+        SELECT coalesce(max(e.version), 0) INTO head FROM events e WHERE e.aggregate_id = stream;
+        IF expected IS NOT NULL AND head <> expected THEN
+            RETURN QUERY SELECT i, 'conflict', expected, head, NULL::UUID[], NULL::JSONB;
             CONTINUE;
         END IF;
 
         IF n = 1 THEN
             INSERT INTO events
                 (aggregate_id, event_type, payload, occurred_on, version, event_id, metadata)
-            VALUES (streams[i], new_event_types[first_event], new_payloads[first_event],
-                    new_occurred_on[first_event], head + 1, command_event_ids[1],
-                    command_metadata[i])
+            SELECT stream, e->>'event_type', e->'payload', (e->>'occurred_on')::TIMESTAMPTZ,
+                   head + 1, command_event_ids[1], cmd->'metadata'
+            FROM (SELECT cmd->'events'->0) AS single (e)
             ON CONFLICT ON CONSTRAINT unique_event_per_aggregate_version DO NOTHING;
             IF NOT FOUND THEN
                 RETURN QUERY SELECT i, 'conflict', head, coalesce(max(e.version), 0),
                     NULL::UUID[], NULL::JSONB
-                    FROM events e WHERE e.aggregate_id = streams[i];
+                    FROM events e WHERE e.aggregate_id = stream;
                 CONTINUE;
             END IF;
         ELSE
             BEGIN
                 INSERT INTO events
                     (aggregate_id, event_type, payload, occurred_on, version, event_id, metadata)
-                SELECT streams[i], new_event_types[first_event + p - 1],
-                       new_payloads[first_event + p - 1],
-                       new_occurred_on[first_event + p - 1], head + p,
-                       command_event_ids[p], command_metadata[i]
-                FROM generate_series(1, n) AS p;
+                SELECT stream, e->>'event_type', e->'payload', (e->>'occurred_on')::TIMESTAMPTZ,
+                       head + p, command_event_ids[p], cmd->'metadata'
+                FROM jsonb_array_elements(cmd->'events') WITH ORDINALITY AS each_event (e, p);
             EXCEPTION
                 WHEN unique_violation THEN
                     GET STACKED DIAGNOSTICS failed_constraint = CONSTRAINT_NAME;
@@ -133,7 +118,7 @@ BEGIN
                     END IF;
                     RETURN QUERY SELECT i, 'conflict', head, coalesce(max(e.version), 0),
                         NULL::UUID[], NULL::JSONB
-                        FROM events e WHERE e.aggregate_id = streams[i];
+                        FROM events e WHERE e.aggregate_id = stream;
                     CONTINUE;
             END;
         END IF;
@@ -141,14 +126,14 @@ BEGIN
         IF key IS NOT NULL THEN
             INSERT INTO idempotency_keys AS k
                 (idempotency_key, request_hash, stream, stream_version, event_ids, result)
-            VALUES (key, request_hashes[i], streams[i], head + n, command_event_ids,
-                    command_results[i])
+            VALUES (key, cmd->>'request_hash', stream, head + n, command_event_ids,
+                    cmd->'result')
             ON CONFLICT (idempotency_key) DO UPDATE  -- an expired key is used afresh
                 SET request_hash = excluded.request_hash, stream = excluded.stream,
                     stream_version = excluded.stream_version, event_ids = excluded.event_ids,
                     result = excluded.result, created_at = excluded.created_at;
         END IF;
-        RETURN QUERY SELECT i, 'appended', head, head + n, command_event_ids, command_results[i];
+        RETURN QUERY SELECT i, 'appended', head, head + n, command_event_ids, cmd->'result';
     END LOOP;
 END
 $$;
