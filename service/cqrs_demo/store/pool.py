@@ -1,5 +1,6 @@
 """The connection pool, and the one place where driver errors become store errors."""
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,7 +35,6 @@ class Database:
             timeout=timeout,
             open=False,
             kwargs={"autocommit": True, "application_name": "cqrs-demo"},
-            check=self._drop_if_closed,
             name="cqrs-demo",
         )
         self.unreachable = False
@@ -51,21 +51,34 @@ class Database:
     async def close(self) -> None:
         await self.pool.close()
 
-    async def _drop_if_closed(self, conn: Connection) -> None:
-        """Read what the server sent an idle connection; raise if it closed it.
+    @staticmethod
+    def _closed_by_server(conn: Connection) -> bool:
+        """Whether the server closed this idle connection, found without a round trip.
 
-        A restarted or stopped server closes idle connections, but the client notices only
-        when it next reads. Reading here, without a round trip, lets the pool discard such a
-        connection before a request uses it (a raise makes the pool drop it and try another),
-        and tells the requests that follow not to wait the full timeout.
+        A restarted or stopped server sends its idle connections a farewell (an error such
+        as AdminShutdown) and closes them, but the client notices only when it next reads.
+        Two reads: the first takes the farewell, the second meets the end of the stream (a
+        live idle connection has nothing to read, and its socket does not block).
         """
         try:
-            conn.pgconn.consume_input()
-            if conn.pgconn.status != psycopg.pq.ConnStatus.OK:
-                raise psycopg.OperationalError("connection closed by the server")
+            for _ in range(2):
+                conn.pgconn.consume_input()
         except psycopg.OperationalError:
+            return True
+        return conn.pgconn.status != psycopg.pq.ConnStatus.OK
+
+    async def _lend(self, wait_seconds: float) -> Connection:
+        """A live connection within ``wait_seconds``. Connections the server closed are dropped
+        at once and the next is tried; psycopg_pool's own ``check`` would back off for a
+        second, then two, ... after each, longer than a request should wait."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            conn = await self.pool.getconn(timeout=max(0.0, deadline - time.monotonic()))
+            if not self._closed_by_server(conn):
+                return conn
             self.unreachable = True
-            raise
+            await conn.close()
+            await self.pool.putconn(conn)  # closed: the pool discards it and reconnects
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
@@ -77,9 +90,12 @@ class Database:
         """
         timeout = UNREACHABLE_WAIT_SECONDS if self.unreachable else self.pool.timeout
         try:
-            async with self.pool.connection(timeout=timeout) as conn:
+            conn = await self._lend(timeout)
+            try:
                 self.unreachable = False
                 yield conn
+            finally:
+                await self.pool.putconn(conn)
         except PoolTimeout as error:
             self.unreachable = self.pool.get_stats().get("pool_size", 0) == 0
             raise StoreUnavailable(
