@@ -1,0 +1,267 @@
+"""The throughput benchmark: our service against the seed's Go peer, at production durability.
+
+Run it with ``tests/bench/run --help``. It starts a private PostgreSQL, migrates it, starts
+``cqrs-demo serve`` as the systemd unit does (and the peer, if given, on the same database),
+loads each with wrk at each level, alternating the systems, audits the table after every
+run, and prints the figures, the ratios, the CPU spent per request and peak memory per
+worker. ``--growth`` measures appends with the table pre-filled; ``--profile`` samples
+where the time goes. Only 127.0.0.1 is used; only the processes it started are stopped.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from tests.bench import profiling, report
+from tests.bench.growth import load_events
+from tests.bench.load import run_pgbench
+from tests.bench.options import parse_arguments
+from tests.bench.postgres import PROFILING, Database, Server, production_settings
+from tests.bench.procs import memory_kib
+from tests.bench.runs import Run, run_once
+from tests.bench.systems import System, migrate, start_peer, start_service
+from tests.bench.trees import describe_tree, export_commit
+
+
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    keep = arguments.results is not None
+    workdir = arguments.results or Path(tempfile.mkdtemp(prefix="cqrs-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    arguments.tree = arguments.tree or export_commit(arguments.commit, workdir / "tree")
+    arguments.compare_tree = arguments.compare_tree or export_commit(
+        arguments.compare_commit, workdir / "compare-tree"
+    )
+    profiled = arguments.profile or arguments.growth
+    settings = production_settings() | (PROFILING if profiled else {})
+    print_header(arguments, settings)
+    server = Server(settings)
+    systems: list[System] = []
+    databases: list[Database] = []
+    try:
+        target = start_systems(arguments, server, systems, databases, workdir)
+        bench = Bench(arguments, server, systems, target, workdir)
+        measure(bench)
+        runs = bench.runs
+        print_memory(systems)
+        audits_ok = all(run.audit.ok for run in runs)
+        total_ok = check_totals(runs, databases, arguments)
+        (workdir / "runs.json").write_text(json.dumps([asdict(run) for run in runs], default=str))
+        return 0 if audits_ok and total_ok else 1
+    finally:
+        for system in reversed(systems):
+            system.stop()
+        for database in databases:
+            database.close()
+        server.stop()
+        if keep:
+            print(f"results kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class Bench:
+    """What the runs share: the options, the server, the systems and their databases."""
+
+    arguments: argparse.Namespace
+    server: Server
+    systems: list[System]
+    target: dict[str, Database]  # the database each system writes to
+    workdir: Path
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [system.name for system in self.systems]
+
+    def run(self, phase: str, system: System, connections: int, seconds: float) -> Run:
+        done = run_once(
+            phase,
+            system,
+            self.server,
+            self.target[system.name],
+            connections=connections,
+            seconds=seconds,
+            workdir=self.workdir,
+        )
+        print(done.describe(), flush=True)
+        self.runs.append(done)
+        return done
+
+    def warm_up(self, phase: str, connections: int) -> None:
+        if self.arguments.warmup > 0:
+            for system in self.systems:
+                self.run(phase, system, connections, self.arguments.warmup)
+
+    def alternate(self, phase: str, levels: list[int]) -> None:
+        """Each level: the systems in turn, ``--rounds`` times."""
+        for level in levels:
+            for _ in range(self.arguments.rounds):
+                for system in self.systems:
+                    self.run(phase, system, level, self.arguments.duration)
+
+
+def start_systems(
+    arguments: argparse.Namespace,
+    server: Server,
+    systems: list[System],
+    databases: list[Database],
+    workdir: Path,
+) -> dict[str, Database]:
+    """Migrate and start ours (and 'other', and the peer, if asked): appended to
+    ``systems`` and ``databases`` as they start, so that the caller stops what started.
+    Returns the database of each system."""
+    main_database = server.create_database("cqrs_events")
+    databases.append(main_database)
+    main_database.statements = arguments.profile or arguments.growth
+    print(f"migrate: {migrate(main_database.url, arguments.tree)}".replace("\n", "; "))
+    systems.append(start_service("ours", main_database.url, workdir, arguments.tree))
+    target = {"ours": main_database}
+    if arguments.compare_tree:
+        other_database = server.create_database("cqrs_events_other")
+        databases.append(other_database)
+        migrate(other_database.url, arguments.compare_tree)
+        systems.append(start_service("other", other_database.url, workdir, arguments.compare_tree))
+        target["other"] = other_database
+    if arguments.peer and not arguments.profile:
+        systems.append(start_peer(arguments.peer, main_database.dsn, workdir))
+        target["peer"] = main_database
+    return target
+
+
+def measure(bench: Bench) -> None:
+    arguments = bench.arguments
+    bench.warm_up("warmup", max(arguments.levels))
+    if arguments.profile:
+        profile(bench)
+    elif arguments.growth:
+        growth(bench)
+    else:
+        ceiling(arguments, bench.target["ours"])
+        bench.alternate("baseline", arguments.levels)
+        print(f"\nbaseline: mean of {arguments.rounds} alternating runs per system and level\n")
+        print(report.comparison(bench.runs, bench.names, "baseline"))
+
+
+def growth(bench: Bench) -> None:
+    """At each size: load up to it, warm up (caches, the first writes after the
+    checkpoint), then the alternating runs."""
+    database = bench.target["ours"]
+    phases = []
+    loaded = 0
+    for size in bench.arguments.sizes:
+        phase = _size_name(size)
+        phases.append(phase)
+        if size > loaded:
+            timing = load_events(database.url, loaded, size - loaded)
+            loaded = size
+            print(f"{phase}: {timing}; table: {database.sizes()}", flush=True)
+            bench.warm_up(f"warm {phase}", max(bench.arguments.growth_levels))
+        bench.alternate(phase, bench.arguments.growth_levels)
+    print("\ngrowth: mean per size, and its ratio to the first size\n")
+    print(report.growth(bench.runs, bench.names, phases))
+
+
+def ceiling(arguments: argparse.Namespace, database: Database) -> None:
+    """What PostgreSQL itself does here: pgbench, one durable single-row insert per commit."""
+    if arguments.pgbench_seconds <= 0:
+        return
+    high_water = database.high_water_id()
+    tps = run_pgbench(database.dsn, clients=25, seconds=arguments.pgbench_seconds)
+    database.pgbench_rows += database.scalar(
+        "SELECT count(*) FROM events WHERE id > %s", high_water
+    )
+    print(f"postgresql ceiling: pgbench -c 25 -j 2, one insert per commit: {tps:,.0f} tps")
+
+
+def profile(bench: Bench) -> None:
+    """Our service alone at each level, with pg_stat_statements and py-spy (if given)."""
+    arguments, ours, database = bench.arguments, bench.systems[0], bench.target["ours"]
+    rate = 200
+    for level in arguments.levels:
+        profiling.reset_statements(database)
+        spies = []
+        if arguments.py_spy:
+            spies = profiling.start_py_spy(
+                arguments.py_spy,
+                ours.workers,
+                seconds=arguments.duration,
+                rate=rate,
+                native=arguments.native,
+                workdir=bench.workdir,
+            )
+            time.sleep(0.5)  # attached before the load starts
+        bench.run("profile", ours, level, arguments.duration)
+        profiling.finish_py_spy(spies, timeout=arguments.duration + 30)
+        print(f"\npg_stat_statements at {level} connections:\n")
+        print(profiling.top_statements(database))
+        for output, _ in spies:
+            print()
+            print(profiling.summarize_stacks(output, rate=rate, seconds=arguments.duration))
+
+
+def check_totals(runs: list[Run], databases: list[Database], arguments: argparse.Namespace) -> bool:
+    """Nothing but the audited rows (and the pre-loaded ones) is in any events table."""
+    expected = sum(run.audit.rows for run in runs)
+    expected += sum(database.pgbench_rows for database in databases)
+    if arguments.growth:
+        expected += max(arguments.sizes)
+    found = sum(database.scalar("SELECT count(*) FROM events") for database in databases)
+    print(f"\nevents in the table(s): {found:,}, expected {expected:,}")
+    return found == expected
+
+
+def print_memory(systems: list[System]) -> None:
+    print("\npeak memory per worker (VmHWM; VmRSS now):")
+    for system in systems:
+        for pid in system.workers:
+            memory = memory_kib(pid)
+            print(
+                f"  {system.name:<5} pid {pid}: peak {memory.get('VmHWM', 0) / 1024:.1f} MiB, "
+                f"now {memory.get('VmRSS', 0) / 1024:.1f} MiB"
+            )
+
+
+def print_header(arguments: argparse.Namespace, settings: dict[str, str]) -> None:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    cqrs = {name: value for name, value in os.environ.items() if name.startswith("CQRS_")}
+    print(f"cqrs-demo benchmark, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print(f"machine: {os.cpu_count()} CPUs ({model}), {platform.platform()}")
+    print(f"python {platform.python_version()}; service code: {describe_tree(arguments.tree)}")
+    if arguments.compare_tree:
+        print(f"compared with ('other'): {describe_tree(arguments.compare_tree)}")
+    print(f"service environment beyond the defaults: {cqrs or 'none'}")
+    print(f"postgresql settings: {settings}")
+    print(f"command: {' '.join(sys.argv)}", flush=True)
+
+
+def _size_name(size: int) -> str:
+    if size >= 1_000_000:
+        return f"{size / 1_000_000:g}M"
+    return f"{size / 1_000:g}k" if size >= 1_000 else str(size)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

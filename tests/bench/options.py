@@ -1,0 +1,88 @@
+"""The benchmark's command-line options (``tests/bench/run --help``)."""
+
+import argparse
+import os
+from pathlib import Path
+
+DESCRIPTION = (
+    "The throughput benchmark: our service against the seed's Go peer, at production durability."
+)
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="tests/bench/run", description=DESCRIPTION)
+    parser.add_argument(
+        "--peer",
+        default=os.environ.get("CQRS_BENCH_PEER"),
+        metavar="CMD",
+        help="the peer's command, e.g. /tmp/seed-go (default: $CQRS_BENCH_PEER); "
+        "leading NAME=VALUE words go to its environment; DSN and ADDR are set",
+    )
+    parser.add_argument(
+        "--levels",
+        type=_numbers,
+        default=[1, 8, 32, 128],
+        metavar="N,N",
+        help="connections (default 1,8,32,128)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, metavar="SECONDS", help="per run (default 10)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="runs per system and level (default 2)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="an unreported run per system first (default 3; 0: none)",
+    )
+    parser.add_argument("--tree", type=Path, help="take our service's code from TREE/service")
+    parser.add_argument("--commit", metavar="REV", help="... from commit REV (git archive)")
+    parser.add_argument(
+        "--compare-tree",
+        type=Path,
+        metavar="TREE",
+        help="also run the service from TREE/service ('other', its own database)",
+    )
+    parser.add_argument("--compare-commit", metavar="REV", help="... from commit REV")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--growth", action="store_true", help="appends against a pre-filled table")
+    mode.add_argument("--profile", action="store_true", help="py-spy and pg_stat_statements")
+    parser.add_argument(
+        "--sizes",
+        type=_numbers,
+        default=[0, 1_000_000, 10_000_000],
+        metavar="N,N",
+        help="events loaded before the growth runs, k and M allowed (default 0,1M,10M)",
+    )
+    parser.add_argument(
+        "--growth-levels",
+        type=_numbers,
+        default=[1, 32],
+        metavar="N,N",
+        help="connections in --growth (default 1,32)",
+    )
+    parser.add_argument(
+        "--pgbench-seconds",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="measure PostgreSQL's own ceiling first with pgbench (0: skip)",
+    )
+    parser.add_argument("--py-spy", metavar="PATH", help="py-spy for --profile")
+    parser.add_argument("--native", action="store_true", help="py-spy --native")
+    parser.add_argument("--results", type=Path, help="keep logs, wrk output and runs.json here")
+    arguments = parser.parse_args(argv)
+    if (arguments.compare_tree or arguments.compare_commit) and arguments.growth:
+        parser.error("--compare-tree/--compare-commit are for the baseline runs, not --growth")
+    return arguments
+
+
+def _numbers(text: str) -> list[int]:
+    units = {"k": 1_000, "M": 1_000_000}
+    return [
+        int(float(word[:-1]) * units[word[-1]]) if word[-1] in units else int(word)
+        for word in text.split(",")
+    ]

@@ -1,0 +1,168 @@
+"""The benchmark's PostgreSQL: a private server with production settings, and its queries.
+
+The settings are those the Ansible role gives the production server
+(``cqrs_postgresql_settings`` in its defaults, memory sized as the role sizes it), with
+durability forced on whatever the role says: fsync, synchronous_commit, full_page_writes.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import yaml  # type: ignore[import-untyped]
+
+from cqrs_demo.localdb import LocalPostgres
+from tests.bench.procs import children
+
+REPO = Path(__file__).resolve().parents[2]
+ROLE_DEFAULTS = REPO / "ansible/roles/cqrs_postgresql/defaults/main.yml"
+DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+PROFILING = {"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"}
+AUDITOR = "cqrs_bench"  # the benchmark's own queries run as this role
+QUIET_SECONDS = 1.2  # an idle backend reports its statistics within about a second
+
+
+def memory_mib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    raise RuntimeError("no MemTotal in /proc/meminfo")
+
+
+def production_settings() -> dict[str, str]:
+    """The role's postgresql.conf settings (if the role is here), then durability on."""
+    settings: dict[str, str] = {}
+    if ROLE_DEFAULTS.exists():
+        defaults = yaml.safe_load(ROLE_DEFAULTS.read_text())
+        for name, value in defaults.get("cqrs_postgresql_settings", {}).items():
+            settings[name] = str(value)
+        memory = memory_mib()
+        settings["shared_buffers"] = f"{min(memory // 4, 8192)}MB"
+        settings["effective_cache_size"] = f"{memory * 3 // 4}MB"
+        settings["maintenance_work_mem"] = str(
+            defaults.get("cqrs_postgresql_maintenance_work_mem", "256MB")
+        )
+    settings.update(DURABLE)
+    return settings
+
+
+def quoted(settings: dict[str, str]) -> dict[str, str]:
+    return {name: "'" + value.replace("'", "''") + "'" for name, value in settings.items()}
+
+
+class Server:
+    """A started private server with production settings."""
+
+    def __init__(self, settings: dict[str, str]) -> None:
+        self.settings = settings
+        self.local = LocalPostgres(durable=True, settings=quoted(settings))
+        self.local.start()
+
+    def stop(self) -> None:
+        self.local.stop()
+
+    def postmaster(self) -> int:
+        pid_file = self.local.datadir / "postmaster.pid"
+        return int(pid_file.read_text().splitlines()[0])
+
+    def pids(self) -> list[int]:
+        """The postmaster and every process it started (backends, WAL writer, ...)."""
+        postmaster = self.postmaster()
+        return [postmaster, *children(postmaster)]
+
+    def create_database(self, name: str) -> "Database":
+        self.local.create_database(name)
+        if not self.local.psql(name, f"SELECT 1 FROM pg_roles WHERE rolname = '{AUDITOR}'"):
+            self.local.psql(name, f"CREATE ROLE {AUDITOR} SUPERUSER LOGIN")
+        return Database(self.local, name)
+
+
+class Database:
+    """One database of the server (not yet migrated), with a connection for the audits."""
+
+    def __init__(self, local: LocalPostgres, name: str) -> None:
+        self.name = name
+        self.url = local.url(name)
+        self.dsn = f"host=127.0.0.1 port={local.port} user=postgres dbname={name} sslmode=disable"
+        # A role of its own, so that pg_stat_statements tells its statements apart.
+        self.conn = psycopg.connect(self.url, user=AUDITOR, autocommit=True)
+        self.pgbench_rows = 0  # rows written by the ceiling measurement, not by a run
+        self.statements = False  # pg_stat_statements loaded: time the statements of a run
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def scalar(self, sql: str, *params: object) -> int:
+        row = self.conn.execute(sql.encode(), params).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def high_water_id(self) -> int:
+        return self.scalar("SELECT coalesce(max(id), 0) FROM events")
+
+    def rows_after(self, event_id: int) -> list[tuple[str, str, int]]:
+        """(payload user_id, aggregate_id, version) of every event with an id above ``event_id``."""
+        cursor = self.conn.execute(
+            "SELECT payload->>'user_id', aggregate_id, version FROM events WHERE id > %s",
+            [event_id],
+        )
+        return [(str(user), str(stream), int(version)) for user, stream, version in cursor]
+
+    def wait_quiet(self, *, timeout: float = 15.0) -> None:
+        """Wait until no other session of this database runs a statement, then a little more
+        (so backends have reported their statistics)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            active = self.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state = 'active' AND pid <> pg_backend_pid()"
+            )
+            if not active:
+                break
+            time.sleep(0.1)
+        time.sleep(QUIET_SECONDS)
+
+    def reset_statements(self) -> None:
+        if self.statements:
+            self.conn.execute(b"CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            self.conn.execute(b"SELECT pg_stat_statements_reset()")
+
+    def statement_milliseconds(self) -> float | None:
+        """Execution time of the system's statements since ``reset_statements`` (not the
+        benchmark's own); commit waits are not in it unless the client sends COMMIT."""
+        if not self.statements:
+            return None
+        row = self.conn.execute(
+            b"SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements "
+            b"WHERE toplevel AND userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+        ).fetchone()
+        assert row is not None
+        return float(row[0])
+
+    def wal(self) -> tuple[int, int, int]:
+        """(WAL bytes, full-page images, WAL syncs) written since the server started."""
+        row = self.conn.execute("SELECT wal_bytes, wal_fpi, wal_sync FROM pg_stat_wal").fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def sizes(self) -> "TableSize":
+        row = self.conn.execute(
+            "SELECT count(*), pg_relation_size('events'), pg_indexes_size('events') FROM events"
+        ).fetchone()
+        assert row is not None
+        return TableSize(rows=int(row[0]), heap_bytes=int(row[1]), index_bytes=int(row[2]))
+
+
+@dataclass(frozen=True, slots=True)
+class TableSize:
+    rows: int
+    heap_bytes: int
+    index_bytes: int
+
+    def __str__(self) -> str:
+        mib = 1 << 20
+        return (
+            f"{self.rows:,} rows, heap {self.heap_bytes / mib:,.0f} MiB, "
+            f"indexes {self.index_bytes / mib:,.0f} MiB"
+        )

@@ -1,0 +1,101 @@
+"""The tables printed at the end: figures per level and system, and the ratios between them."""
+
+import statistics
+from collections.abc import Callable, Sequence
+
+from tests.bench.runs import Run
+
+Figure = Callable[[Run], float]
+
+FIGURES: dict[str, Figure] = {
+    "rps": lambda run: run.load.rps,
+    "p50 ms": lambda run: run.load.p50_ms,
+    "p99 ms": lambda run: run.load.p99_ms,
+    "errors": lambda run: float(run.load.errors),
+    "cpu ms/req": lambda run: 1000 * run.per_request(run.cpu["service"] + run.cpu["postgres"]),
+}
+GROWTH_FIGURES: dict[str, Figure] = {
+    **FIGURES,
+    "pg cpu ms/req": lambda run: 1000 * run.per_request(run.cpu["postgres"]),
+    "stmt ms/req": lambda run: run.per_request(run.statement_ms or 0.0),
+    "WAL KiB/req": lambda run: run.per_request(run.wal[0]) / 1024,
+}
+
+
+def mean(runs: Sequence[Run], figure: Figure) -> float:
+    return statistics.fmean(figure(run) for run in runs)
+
+
+def _cell(value: float, name: str) -> str:
+    if name in ("rps", "errors"):
+        return f"{value:,.0f}"
+    return f"{value:.3f}" if name.startswith("stmt") else f"{value:.2f}"
+
+
+def _ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}x" if theirs else "-"
+
+
+def comparison(runs: Sequence[Run], systems: Sequence[str], phase: str) -> str:
+    """Per level, each system's mean figures over its runs, then a row of the first system's
+    ratio to each other system (rps above 1, latencies and CPU below 1 favour the first)."""
+    chosen = [run for run in runs if run.phase == phase]
+    lines = [["conns", "system", *FIGURES]]
+    for level in sorted({run.load.connections for run in chosen}):
+        means: dict[str, dict[str, float]] = {}
+        for system in systems:
+            mine = [r for r in chosen if r.system == system and r.load.connections == level]
+            if mine:
+                means[system] = {name: mean(mine, figure) for name, figure in FIGURES.items()}
+                lines.append(
+                    [str(level), f"{system} ({len(mine)} runs)"]
+                    + [_cell(value, name) for name, value in means[system].items()]
+                )
+        first = systems[0]
+        for other in systems[1:]:
+            if first in means and other in means:
+                lines.append(
+                    [str(level), f"{first}/{other}"]
+                    + [
+                        "" if name == "errors" else _ratio(means[first][name], means[other][name])
+                        for name in FIGURES
+                    ]
+                )
+    return _table(lines)
+
+
+def growth(runs: Sequence[Run], systems: Sequence[str], phases: Sequence[str]) -> str:
+    """Per system and level, the mean figures at each table size, and their ratio to the
+    figures at the first size (the cost of appending as the table grows)."""
+    shown = ["rps", "p50 ms", "p99 ms", "errors", "pg cpu ms/req", "stmt ms/req", "WAL KiB/req"]
+    compared = ["rps", "p50 ms", "p99 ms", "stmt ms/req"]
+    lines = [["system", "conns", "events", *shown, *(f"{name} x" for name in compared)]]
+    for system in systems:
+        for level in sorted({r.load.connections for r in runs if r.system == system}):
+            first: dict[str, float] = {}
+            for phase in phases:
+                mine = [
+                    r
+                    for r in runs
+                    if r.system == system and r.phase == phase and r.load.connections == level
+                ]
+                if not mine:
+                    continue
+                figures = {name: mean(mine, GROWTH_FIGURES[name]) for name in shown}
+                first = first or figures
+                lines.append(
+                    [system, str(level), phase]
+                    + [_cell(figures[name], name) for name in shown]
+                    + [_ratio(figures[name], first[name]) for name in compared]
+                )
+    return _table(lines)
+
+
+def _table(lines: list[list[str]]) -> str:
+    widths = [max(len(line[column]) for line in lines) for column in range(len(lines[0]))]
+    rendered = [
+        " | ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
+        for line in lines
+    ]
+    rendered.insert(1, "-+-".join("-" * width for width in widths))
+    return "\n".join(rendered)
