@@ -49,10 +49,19 @@ class Appliance:
             return {name: future.result() for name, future in futures.items()}
 
     def playbook(
-        self, playbook: str, label: str, release: str | None = None, *, check: bool = False
+        self,
+        playbook: str,
+        label: str,
+        release: str | None = None,
+        *,
+        check: bool = False,
+        extra: dict[str, object] | None = None,
     ) -> dict[str, PlaybookRun]:
         started = time.monotonic()
-        extra_vars = {"cqrs_demo_release_dir": str(self.releases)}
+        extra_vars: dict[str, object] = {
+            "cqrs_demo_release_dir": str(self.releases),
+            **(extra or {}),
+        }
         if release is not None:
             extra_vars["cqrs_demo_release"] = release
         runs = run_playbooks(

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def run_playbooks(
     hosts: list[Host],
     *,
     label: str,
-    extra_vars: dict[str, str] | None = None,
+    extra_vars: Mapping[str, object] | None = None,
     check: bool = False,
     timeout: float = PLAYBOOK_TIMEOUT,
 ) -> dict[str, PlaybookRun]:
@@ -105,8 +106,8 @@ def run_playbooks(
             str(ANSIBLE / playbook),
             *(["--check", "--diff"] if check else []),
         ]
-        for name, value in (extra_vars or {}).items():
-            command += ["--extra-vars", f"{name}={value}"]
+        if extra_vars:
+            command += ["--extra-vars", json.dumps(dict(extra_vars))]
         with log.open("wb") as output:
             process = subprocess.Popen(
                 command,
