@@ -6,6 +6,7 @@ its 202, and afterwards every 202 is in the table exactly once, at the version i
 acknowledged with, and nothing else of the run is.
 """
 
+import http.client
 import json
 import threading
 import time
@@ -39,7 +40,9 @@ def post_with_key(host: Host, user_id: str, key: str) -> tuple[int, dict[str, ob
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, {}
-    except OSError:  # refused while systemd restarts it, or reset by the kill
+    except (OSError, http.client.HTTPException):
+        # refused while systemd restarts it, or cut by the kill, even in the middle of an
+        # answer: the outcome is unknown, and the retry with the same key tells
         return 0, {}
 
 
