@@ -1,5 +1,6 @@
 """Helpers shared by the test layers: what a test needs, a running service, a database."""
 
+import asyncio
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import psycopg
 import pytest
 
 from cqrs_demo.localdb import LocalPostgres, free_port
@@ -138,3 +140,30 @@ def raw_exchange(url: str, request: bytes, timeout: float = 10) -> tuple[bytes, 
                 break
             body += chunk
     return head + b"\r\n\r\n" + body, waited
+
+
+async def hold_version_one(database_url: str, stream: str) -> psycopg.AsyncConnection[object]:
+    """An open transaction that has inserted ``stream`` version 1 and not committed: appends
+    to that stream wait for it inside the database until it rolls back."""
+    holder = await psycopg.AsyncConnection.connect(database_url)
+    await holder.execute(
+        "INSERT INTO events (aggregate_id, event_type, payload, version)"
+        " VALUES (%s, 'Held', '{}', 1)",
+        [stream],
+    )
+    return holder
+
+
+async def wait_for_blocked_appends(database_url: str, count: int) -> None:
+    """Until ``count`` sessions wait on a lock inside ``append_events`` (at most 15 s)."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        for _ in range(300):
+            cursor = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%%append_events%%' AND pid <> pg_backend_pid()"
+            )
+            row = await cursor.fetchone()
+            if row is not None and row[0] >= count:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{count} blocked appends never showed up")

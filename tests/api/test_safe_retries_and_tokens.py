@@ -11,8 +11,14 @@ import psycopg
 import pytest
 
 from cqrs_demo.api.auth import new_token
-from tests.api.test_seed_steps import hold_version_one, wait_for_blocked
-from tests.support import CQRS_DEMO, Service, raw_exchange, running_service
+from tests.support import (
+    CQRS_DEMO,
+    Service,
+    hold_version_one,
+    raw_exchange,
+    running_service,
+    wait_for_blocked_appends,
+)
 
 CREATE = "/api/commands/order/create"
 
@@ -76,7 +82,7 @@ async def test_a_duplicate_while_the_first_is_in_flight_is_a_409(
         first = asyncio.create_task(
             client.post(CREATE, json=order(user), headers={"Idempotency-Key": key})
         )
-        await wait_for_blocked(database_url, 1)
+        await wait_for_blocked_appends(database_url, 1)
         duplicate = await client.post(CREATE, json=order(user), headers={"Idempotency-Key": key})
         await holder.rollback()
         await holder.close()

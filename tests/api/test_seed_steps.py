@@ -7,7 +7,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support import Service
+from tests.support import Service, hold_version_one, wait_for_blocked_appends
 
 SEED_BODY = {"user_id": "user_123", "product_id": "prod_456", "quantity": 2, "total_price": 150.00}
 CREATE = "/api/commands/order/create"
@@ -146,31 +146,6 @@ def test_a_stale_expected_version_is_a_409_naming_both_versions(
     assert len(stored(database_url, user)) == 1
 
 
-async def hold_version_one(database_url: str, user: str) -> psycopg.AsyncConnection[object]:
-    holder = await psycopg.AsyncConnection.connect(database_url)
-    await holder.execute(
-        "INSERT INTO events (aggregate_id, event_type, payload, version)"
-        " VALUES (%s, 'Held', '{}', 1)",
-        [user],
-    )
-    return holder
-
-
-async def wait_for_blocked(database_url: str, count: int) -> None:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        for _ in range(300):
-            row = await (
-                await conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    " AND query LIKE '%%append_events%%'"
-                )
-            ).fetchone()
-            if row is not None and row[0] >= count:
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"{count} blocked requests never reached the database")
-
-
 @pytest.mark.anyio
 @pytest.mark.parametrize("expected_version", [None, 0], ids=["no-expected", "expected-0"])
 async def test_step_4_two_identical_racing_requests_one_202_one_409_one_row(
@@ -185,7 +160,7 @@ async def test_step_4_two_identical_racing_requests_one_202_one_409_one_row(
     holder = await hold_version_one(database_url, user)
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
         requests = [asyncio.create_task(client.post(CREATE, json=body)) for _ in range(2)]
-        await wait_for_blocked(database_url, 2)
+        await wait_for_blocked_appends(database_url, 2)
         await holder.rollback()
         await holder.close()
         responses = await asyncio.gather(*requests)

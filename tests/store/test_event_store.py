@@ -2,7 +2,6 @@
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,6 +17,7 @@ from cqrs_demo.domain.ids import uuid7
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
+from tests.support import hold_version_one, wait_for_blocked_appends
 
 pytestmark = pytest.mark.anyio
 _streams = itertools.count(1)
@@ -53,14 +53,6 @@ class OddEvent:
 
 
 RETENTION = timedelta(hours=24)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, min_size=1, max_size=4, timeout=5)
-    await database.open(wait_seconds=10)
-    yield database
-    await database.close()
 
 
 @pytest.fixture(params=[64, 1], ids=["group-commit", "one-by-one"])
@@ -185,32 +177,6 @@ async def test_a_duplicate_event_id_is_an_error_not_a_conflict(
         await store.append_events(new_stream(), [event], expected_version=0, metadata={})
 
 
-async def hold_version_one(database_url: str, stream: str) -> psycopg.AsyncConnection[object]:
-    """An open transaction that has inserted ``stream`` version 1 and not committed."""
-    holder = await psycopg.AsyncConnection.connect(database_url)
-    await holder.execute(
-        "INSERT INTO events (aggregate_id, event_type, payload, version)"
-        " VALUES (%s, 'Held', '{}', 1)",
-        [stream],
-    )
-    return holder
-
-
-async def wait_for_blocked_appends(database_url: str, stream: str, count: int) -> None:
-    """Until ``count`` sessions wait on a lock while appending to ``stream``."""
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        for _ in range(200):
-            cursor = await conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%%append_events%%' AND pid <> pg_backend_pid()"
-            )
-            row = await cursor.fetchone()
-            if row is not None and row[0] >= count:
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"{count} blocked appends never showed up")
-
-
 @pytest.mark.parametrize("expected_version", [None, 0])
 async def test_two_racing_appends_one_wins_one_conflicts(
     store: PostgresEventStore, database_url: str, expected_version: int | None
@@ -225,7 +191,7 @@ async def test_two_racing_appends_one_wins_one_conflicts(
     second = asyncio.create_task(
         store.append_events(stream, [order(stream)], expected_version=expected_version, metadata={})
     )
-    await wait_for_blocked_appends(database_url, stream, 2)
+    await wait_for_blocked_appends(database_url, 2)
     await holder.rollback()
     await holder.close()
     outcomes = await asyncio.gather(first, second, return_exceptions=True)
@@ -245,7 +211,7 @@ async def test_an_exhausted_pool_answers_unavailable_within_its_timeout(database
         blocked = asyncio.create_task(
             store.append_events(stream, [order(stream)], expected_version=None, metadata={})
         )
-        await wait_for_blocked_appends(database_url, stream, 1)
+        await wait_for_blocked_appends(database_url, 1)
         started = asyncio.get_running_loop().time()
         with pytest.raises(StoreUnavailable, match=r"no database connection free after 0\.50"):
             await store.stream_version(stream)

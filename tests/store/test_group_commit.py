@@ -1,7 +1,6 @@
 """Group commit: batches form under concurrency, and each command keeps its own outcome."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import psycopg
@@ -15,14 +14,6 @@ from cqrs_demo.store.pool import Database
 from tests.store.test_event_store import new_stream, order
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, min_size=1, max_size=4, timeout=5)
-    await database.open(wait_seconds=10)
-    yield database
-    await database.close()
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Idempotency keys recorded with the events, an append-only log, and a killed backend."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import psycopg
@@ -13,23 +12,10 @@ from cqrs_demo.handlers import IdempotencyKey
 from cqrs_demo.store.errors import StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
-from tests.store.test_event_store import (
-    hold_version_one,
-    new_stream,
-    order,
-    rows,
-    wait_for_blocked_appends,
-)
+from tests.store.test_event_store import new_stream, order, rows
+from tests.support import hold_version_one, wait_for_blocked_appends
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, min_size=1, max_size=4, timeout=5)
-    await database.open(wait_seconds=10)
-    yield database
-    await database.close()
 
 
 @pytest.fixture(params=[64, 1], ids=["group-commit", "one-by-one"])
@@ -113,7 +99,7 @@ async def test_a_duplicate_while_the_first_is_in_flight_is_refused_at_once(
             stream, [order(stream)], expected_version=None, metadata={}, idempotency=idempotency
         )
     )
-    await wait_for_blocked_appends(database_url, stream, 1)
+    await wait_for_blocked_appends(database_url, 1)
     with pytest.raises(IdempotencyKeyInFlight):
         await store.append_events(
             stream, [order(stream)], expected_version=None, metadata={}, idempotency=idempotency
@@ -196,7 +182,7 @@ async def test_a_backend_killed_inside_a_two_event_append_leaves_nothing(
     append = asyncio.create_task(
         store.append_events(stream, [order(stream), order(stream)], expected_version=0, metadata={})
     )
-    await wait_for_blocked_appends(database_url, stream, 1)
+    await wait_for_blocked_appends(database_url, 1)
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as killer:
         cursor = await killer.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
