@@ -95,6 +95,7 @@ def run_worker(settings: Settings, listener: socket.socket, ready: "Queue[int]")
 
     async def main() -> None:
         serving = asyncio.create_task(server.serve(sockets=[listener]))
+        watching = asyncio.create_task(_stop_when_orphaned(server))
         while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn offers no event
             await asyncio.sleep(0.02)
         if server.started:
@@ -103,10 +104,22 @@ def run_worker(settings: Settings, listener: socket.socket, ready: "Queue[int]")
             gc.freeze()
             ready.put(os.getpid())
         await serving
+        watching.cancel()
 
     uvloop.run(main())
     if not server.started:
         raise SystemExit(3)
+
+
+async def _stop_when_orphaned(server: uvicorn.Server) -> None:
+    """Drain and stop if the main process dies (``kill -9``, a crash): an orphaned worker
+    would keep serving on the shared socket, and systemd would wait for it before it
+    restarts the service."""
+    parent = os.getppid()
+    while os.getppid() == parent:  # noqa: ASYNC110 - no event tells of a parent's death
+        await asyncio.sleep(0.5)
+    log.error("the main process (pid %d) is gone; stopping this worker", parent)
+    server.should_exit = True
 
 
 def _catch_stop_signals() -> "StopFlag":

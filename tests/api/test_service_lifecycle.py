@@ -228,6 +228,27 @@ def test_a_dead_worker_stops_the_service_with_exit_1(database_url: str, tmp_path
     assert "exited with code -9; stopping the service" in service.log()
 
 
+def test_workers_stop_when_the_main_process_is_killed(database_url: str, tmp_path: Path) -> None:
+    with running_service(database_url, tmp_path) as service:
+        workers = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(service.process.pid)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        workers = [
+            pid for pid in workers if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
+        ]
+        assert len(workers) == 2
+        service.process.kill()
+        service.process.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+            time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "orphaned workers"
+    assert "is gone; stopping this worker" in service.log()
+
+
 def test_under_journald_every_line_starts_with_its_priority(
     database_url: str, tmp_path: Path
 ) -> None:
