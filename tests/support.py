@@ -66,6 +66,24 @@ class Service:
     def client(self, **options: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **options)  # type: ignore[arg-type]
 
+    def children(self) -> list[int]:
+        """The pids of the main process's children (workers, multiprocessing helpers)."""
+        listing = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return [int(pid) for pid in listing.stdout.split()]
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the worker processes (spawned by multiprocessing)."""
+        return [
+            pid
+            for pid in self.children()
+            if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
+        ]
+
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

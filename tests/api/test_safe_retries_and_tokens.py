@@ -216,17 +216,10 @@ def test_the_database_password_never_reaches_a_log_or_an_answer(
         ]
         cmdlines = [
             Path(f"/proc/{pid}/cmdline").read_bytes()
-            for pid in [service.process.pid, *_children(service.process.pid)]
+            for pid in [service.process.pid, *service.children()]
         ]
     assert "cannot connect to the database cqrs_app@127.0.0.1:1/cqrs_events" in failing.log()
     for text in [failing.log(), service.log(), *answers]:
         assert secret not in text
     for cmdline in cmdlines:
         assert secret.encode() not in cmdline
-
-
-def _children(pid: int) -> list[int]:
-    result = subprocess.run(
-        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=True
-    )
-    return [int(child) for child in result.stdout.split()]

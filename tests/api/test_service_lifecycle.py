@@ -213,15 +213,7 @@ def test_sigterm_drains_a_request_in_flight(database_url: str, tmp_path: Path) -
 
 def test_a_dead_worker_stops_the_service_with_exit_1(database_url: str, tmp_path: Path) -> None:
     with running_service(database_url, tmp_path) as service:
-        workers = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(service.process.pid)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        python_workers = [
-            int(pid) for pid in workers if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
-        ]
+        python_workers = service.worker_pids()
         assert len(python_workers) == 2
         os.kill(python_workers[-1], signal.SIGKILL)
         assert service.process.wait(60) == 1
@@ -230,15 +222,7 @@ def test_a_dead_worker_stops_the_service_with_exit_1(database_url: str, tmp_path
 
 def test_workers_stop_when_the_main_process_is_killed(database_url: str, tmp_path: Path) -> None:
     with running_service(database_url, tmp_path) as service:
-        workers = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(service.process.pid)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        workers = [
-            pid for pid in workers if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
-        ]
+        workers = service.worker_pids()
         assert len(workers) == 2
         service.process.kill()
         service.process.wait()
