@@ -26,6 +26,7 @@ import uvicorn
 import uvloop
 
 from cqrs_demo.bootstrap import create_app
+from cqrs_demo.http_protocol import CoalescingHttpToolsProtocol
 from cqrs_demo.logs import configure_logging
 from cqrs_demo.settings import Settings
 from cqrs_demo.systemd import notify
@@ -83,7 +84,7 @@ def run_worker(settings: Settings, listener: socket.socket, ready: "Queue[int]")
     config = uvicorn.Config(
         create_app(settings),
         lifespan="on",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         access_log=False,
         log_config=None,
         server_header=False,

@@ -73,13 +73,20 @@ def test_quantity_must_be_a_json_integer_of_at_least_one(value: object, message:
         (Decimal("Infinity"), "total_price must not be negative"),
         (Decimal("1e15"), "total_price must be less than 1000000000000000"),
         (Decimal("0.0000001"), "total_price must have at most 6 decimal places"),
+        (Decimal("0.1234560001"), "total_price must have at most 6 decimal places"),
+        (  # 29 significant digits: more than Decimal's default context keeps
+            Decimal("1.0000000000000000000000000001"),
+            "total_price must have at most 6 decimal places",
+        ),
     ],
 )
 def test_total_price_must_be_a_bounded_non_negative_number(value: object, message: str) -> None:
     assert refused({**VALID, "total_price": value}) == {"total_price": message}
 
 
-@pytest.mark.parametrize("text", ["150.00", "0.1", "19.999999", "999999999999999.5", "1E+2"])
+@pytest.mark.parametrize(
+    "text", ["150.00", "0.1", "19.999999", "999999999999999.5", "1E+2", "1.2300000", "0E-10"]
+)
 def test_total_price_stays_the_exact_decimal_sent(text: str) -> None:
     command = parse_create_order({**VALID, "total_price": Decimal(text)})
     assert command.total_price == Decimal(text)

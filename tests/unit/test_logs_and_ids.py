@@ -1,9 +1,11 @@
 """Journal-friendly log lines, sd_notify datagrams and UUIDv7 identifiers."""
 
 import logging
+import os
 import socket
 import time
 from pathlib import Path
+from uuid import UUID
 
 from cqrs_demo.domain.ids import uuid7
 from cqrs_demo.logs import JournalFormatter
@@ -40,3 +42,18 @@ def test_uuid7_has_version_7_and_sorts_by_time() -> None:
     assert first < second
     assert abs((first.int >> 80) - time.time_ns() // 1_000_000) < 5_000
     assert len({uuid7() for _ in range(10_000)}) == 10_000
+
+
+def test_a_forked_child_never_repeats_its_parents_uuid7_random_bits() -> None:
+    uuid7()  # the parent's pool of random bytes is filled
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        os.write(writer, uuid7().bytes)
+        os._exit(0)
+    os.close(writer)
+    child_id = UUID(bytes=os.read(reader, 16))
+    os.close(reader)
+    os.waitpid(child, 0)
+    parent_id = uuid7()
+    assert child_id.int & (2**74 - 1) != parent_id.int & (2**74 - 1)

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from cqrs_demo.api.access_log import AccessLog
 from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
-from cqrs_demo.api.commands import create_order_endpoint
+from cqrs_demo.api.commands import CreateOrderEndpoint
 from cqrs_demo.api.health import healthz, readyz_endpoint
 from cqrs_demo.api.openapi import openapi_document
 from cqrs_demo.api.problems import as_problem, problem_response
@@ -37,7 +37,7 @@ def build_app(
     routes = [
         Route(
             "/api/commands/order/create",
-            answering_problems(create_order_endpoint(store, tokens, body)),
+            CreateOrderEndpoint(store, tokens, body),
             methods=["POST"],
         ),
         Route("/healthz", healthz, methods=["GET"]),

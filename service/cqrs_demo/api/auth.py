@@ -10,8 +10,6 @@ import hmac
 import secrets
 from collections.abc import Sequence
 
-from starlette.requests import Request
-
 from cqrs_demo.api.problems import Problem
 
 TOKEN_PREFIX = "cqrs_"  # noqa: S105 - a prefix that makes tokens recognisable, no secret
@@ -33,14 +31,15 @@ class BearerTokens:
     def enabled(self) -> bool:
         return bool(self._tokens)
 
-    def client(self, request: Request) -> str | None:
-        """The name of the token presented; None when no token is configured.
+    def client(self, authorization: bytes | None) -> str | None:
+        """The name of the token presented in the ``Authorization`` header's value; None when
+        no token is configured.
 
         Raises a 401 ``Problem`` when tokens are configured and none valid was presented.
         """
         if not self._tokens:
             return None
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        scheme, _, token = (authorization or b"").decode("latin-1").partition(" ")
         digest = hashlib.sha256(token.strip().encode("utf-8", "replace")).digest()
         matched = None
         for name, expected in self._tokens:

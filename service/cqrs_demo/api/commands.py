@@ -1,54 +1,71 @@
-"""Command endpoints: HTTP body in, command handled, 202 with the stream's new version out."""
+"""Command endpoints: HTTP body in, command handled, 202 with the stream's new version out.
+
+A command endpoint is a plain ASGI callable inside the Starlette app, not a ``Request`` ->
+``Response`` function: commands are the hot path, and Starlette's request and response
+objects, header lookups and wrapper layers cost more per command than the rest of the
+endpoint (``docs/performance.md``). Errors still answer through the one problem table.
+"""
 
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from cqrs_demo.api.auth import BearerTokens
-from cqrs_demo.api.body import BodyRules, read_json_object
-from cqrs_demo.api.problems import Problem
+from cqrs_demo.api.body import BodyRules, RequestHeaders, read_json_object, request_headers
+from cqrs_demo.api.problems import Problem, as_problem, problem_response
 from cqrs_demo.domain.commands import CreateOrder, parse_create_order
 from cqrs_demo.domain.errors import FieldError, InvalidCommand
 from cqrs_demo.domain.ids import uuid7
 from cqrs_demo.domain.text import printable
 from cqrs_demo.handlers import CommandContext, EventStore, OrderPlaced, handle_create_order
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
 _VERSION_ETAG = re.compile(r'"(\d{1,18})"|(\d{1,18})')
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]{1,200}")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_JSON = (b"content-type", b"application/json")
 
 
-def create_order_endpoint(store: EventStore, tokens: BearerTokens, body: BodyRules) -> Endpoint:
-    """``POST /api/commands/order/create``: place an order on the user's stream."""
+class CreateOrderEndpoint:
+    """``POST /api/commands/order/create``: place an order on the user's stream.
 
-    async def create_order(request: Request) -> Response:
-        request.state.client = tokens.client(request)
-        fields = await read_json_object(request, body)
-        command = _with_if_match(parse_create_order(fields), request.headers.get("if-match"))
-        request.state.aggregate = command.user_id
-        placed = await handle_create_order(command, store, _context(request))
-        request.state.version = placed.version
-        request.state.events = len(placed.event_ids)
-        return _accepted(placed)
+    Leaves ``client``, ``aggregate``, ``version`` and ``events`` in ``scope["state"]`` for
+    the access log.
+    """
 
-    return create_order
+    def __init__(self, store: EventStore, tokens: BearerTokens, body: BodyRules) -> None:
+        self._store = store
+        self._tokens = tokens
+        self._body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = request_headers(scope)
+        state = scope.setdefault("state", {})
+        try:
+            state["client"] = self._tokens.client(headers.get(b"authorization"))
+            fields = await read_json_object(receive, headers, self._body)
+            command = _with_if_match(parse_create_order(fields), headers.get(b"if-match"))
+            state["aggregate"] = command.user_id
+            placed = await handle_create_order(command, self._store, _context(headers))
+        except Exception as error:
+            await problem_response(as_problem(error))(scope, receive, send)
+            return
+        state["version"] = placed.version
+        state["events"] = len(placed.event_ids)
+        await _send_accepted(send, placed)
 
 
-def _with_if_match(command: CreateOrder, header: str | None) -> CreateOrder:
+def _with_if_match(command: CreateOrder, header: bytes | None) -> CreateOrder:
     """Merge ``If-Match: "N"`` (or a bare ``N``) into the command's expected version; they
     must agree."""
     if header is None:
         return command
-    match = _VERSION_ETAG.fullmatch(header.strip())
+    text = header.decode("latin-1")
+    match = _VERSION_ETAG.fullmatch(text.strip())
     if match is None:
         raise Problem(
-            400, f'If-Match must be one version in quotes, like "3"; got {printable(header)}'
+            400, f'If-Match must be one version in quotes, like "3"; got {printable(text)}'
         )
     version = int(match[1] or match[2])
     if command.expected_version is None:
@@ -59,27 +76,36 @@ def _with_if_match(command: CreateOrder, header: str | None) -> CreateOrder:
     return command
 
 
-def _context(request: Request) -> CommandContext:
+def _context(headers: RequestHeaders) -> CommandContext:
     command_id = uuid7()
-    correlation_id = request.headers.get("x-correlation-id", str(command_id))
+    given = headers.get(b"x-correlation-id")
+    correlation_id = str(command_id) if given is None else given.decode("latin-1")
     if not _PRINTABLE_ASCII.fullmatch(correlation_id):
         raise Problem(400, "X-Correlation-ID must be 1 to 200 printable ASCII characters")
-    idempotency_key = request.headers.get("idempotency-key")
+    key = headers.get(b"idempotency-key")
+    idempotency_key = None if key is None else key.decode("latin-1")
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
         raise Problem(400, "Idempotency-Key must be 1 to 255 printable ASCII characters")
     return CommandContext(command_id, correlation_id, idempotency_key)
 
 
-def _accepted(placed: OrderPlaced) -> Response:
-    body = {
-        "status": "events_persisted",
-        "count": str(len(placed.event_ids)),
-        "aggregate_id": placed.stream,
-        "order_id": placed.order_id,
-        "version": placed.version,
-        "event_ids": [str(event_id) for event_id in placed.event_ids],
-    }
-    headers = {"ETag": f'"{placed.version}"'}
+async def _send_accepted(send: Send, placed: OrderPlaced) -> None:
+    body = orjson.dumps(
+        {
+            "status": "events_persisted",
+            "count": str(len(placed.event_ids)),
+            "aggregate_id": placed.stream,
+            "order_id": placed.order_id,
+            "version": placed.version,
+            "event_ids": [str(event_id) for event_id in placed.event_ids],
+        }
+    )
+    headers = [
+        _JSON,
+        (b"content-length", b"%d" % len(body)),
+        (b"etag", b'"%d"' % placed.version),
+    ]
     if placed.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(orjson.dumps(body), 202, headers=headers, media_type="application/json")
+        headers.append((b"idempotent-replayed", b"true"))
+    await send({"type": "http.response.start", "status": 202, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -135,10 +135,16 @@ def _total_price(name: str, value: object) -> Decimal:
 
 
 def _decimal_places(number: Decimal) -> int:
+    """Digits after the point that matter: ``1.50`` has one, ``150.0`` none. (Not by
+    ``normalize()``, which rounds to the context's 28 digits.)"""
     _sign, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)  # finite, checked by the caller
-    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
-    return max(0, -exponent - trailing_zeros)
+    places = -exponent
+    end = len(digits)
+    while places > 0 and end > 0 and digits[end - 1] == 0:
+        places -= 1
+        end -= 1
+    return 0 if end == 0 else max(0, places)
 
 
 def _timestamp(name: str, value: object) -> datetime | None:
