@@ -11,7 +11,7 @@ from functools import partial
 
 from starlette.applications import Starlette
 
-from cqrs_demo.api.app import build_app
+from cqrs_demo.api.app import CommandsFirst, build_app
 from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
 from cqrs_demo.settings import Settings
@@ -27,7 +27,7 @@ START_TIMEOUT_SECONDS = 10.0
 PRUNE_EVERY_SECONDS = 600.0
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> CommandsFirst:
     """The application for one worker process. Nothing connects until its lifespan starts:
     then the pool opens (waiting for ``pool_min_size`` connections) and the schema is checked;
     if either fails, start-up fails with a message naming the database."""

@@ -1,9 +1,10 @@
 """Command endpoints: HTTP body in, command handled, 202 with the stream's new version out.
 
-A command endpoint is a plain ASGI callable inside the Starlette app, not a ``Request`` ->
-``Response`` function: commands are the hot path, and Starlette's request and response
-objects, header lookups and wrapper layers cost more per command than the rest of the
-endpoint (``docs/performance.md``). Errors still answer through the one problem table.
+A command endpoint is a plain ASGI callable, not a ``Request`` -> ``Response`` function, and
+``app.CommandsFirst`` hands it its POSTs before Starlette's middleware and router: commands
+are the hot path, and Starlette's request and response objects, header lookups and wrapper
+layers cost more per command than the rest of the endpoint (``docs/performance.md``).
+Errors still answer through the one problem table.
 """
 
 import re
@@ -40,6 +41,10 @@ class CreateOrderEndpoint:
         self._body = body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.answer(scope, receive, send)
+
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Handle one request; return the status answered."""
         headers = request_headers(scope)
         state = scope.setdefault("state", {})
         try:
@@ -49,11 +54,13 @@ class CreateOrderEndpoint:
             state["aggregate"] = command.user_id
             placed = await handle_create_order(command, self._store, _context(headers))
         except Exception as error:
-            await problem_response(as_problem(error))(scope, receive, send)
-            return
+            problem = as_problem(error)
+            await problem_response(problem)(scope, receive, send)
+            return problem.status
         state["version"] = placed.version
         state["events"] = len(placed.event_ids)
         await _send_accepted(send, placed)
+        return 202
 
 
 def _with_if_match(command: CreateOrder, header: bytes | None) -> CreateOrder:
