@@ -173,12 +173,12 @@ async def hold_version_one(database_url: str, stream: str) -> psycopg.AsyncConne
 
 
 async def wait_for_blocked_appends(database_url: str, count: int) -> None:
-    """Until ``count`` sessions wait on a lock inside ``append_events`` (at most 15 s)."""
+    """Until ``count`` of the store's sessions wait on a lock (an append, at most 15 s)."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         for _ in range(300):
             cursor = await conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%%append_events%%' AND pid <> pg_backend_pid()"
+                " AND application_name = 'cqrs-demo' AND pid <> pg_backend_pid()"
             )
             row = await cursor.fetchone()
             if row is not None and row[0] >= count:

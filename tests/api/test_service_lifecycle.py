@@ -53,7 +53,7 @@ class HeldVersionOne:
             for _ in range(300):
                 row = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE"
-                    " wait_event_type = 'Lock' AND query LIKE '%%append_events%%'"
+                    " wait_event_type = 'Lock' AND application_name = 'cqrs-demo'"
                 ).fetchone()
                 if row is not None and row[0] >= count:
                     return

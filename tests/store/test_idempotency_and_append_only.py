@@ -186,7 +186,7 @@ async def test_a_backend_killed_inside_a_two_event_append_leaves_nothing(
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as killer:
         cursor = await killer.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND query LIKE '%%append_events%%'"
+            " WHERE wait_event_type = 'Lock' AND application_name = 'cqrs-demo'"
         )
         assert await cursor.fetchall() == [(True,)]
     with pytest.raises(StoreUnavailable):

@@ -14,7 +14,7 @@ from cqrs_demo.domain.errors import (
 )
 from cqrs_demo.domain.events import DomainEvent
 from cqrs_demo.handlers import Appended, IdempotencyKey
-from cqrs_demo.store.errors import StoreError
+from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.group_commit import GroupCommit
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.sql import query
@@ -112,6 +112,47 @@ class PostgresEventStore:
 
     async def _write(self, batch: Sequence[PendingAppend]) -> list[Appended | Exception]:
         """One statement, one transaction: every command of ``batch`` decided on its own."""
+        if _single_events(batch):
+            return await self._write_single_events(batch)
+        return await self._write_commands(batch)
+
+    async def _write_single_events(
+        self, batch: Sequence[PendingAppend]
+    ) -> list[Appended | Exception]:
+        """``append_single_events``: for batches that ``_single_events`` accepts."""
+        params = {"batch": encode_json([_single_event_json(command) for command in batch])}
+        async with self._database.connection() as conn:
+            cursor = await conn.execute(query("append_single_events"), params)
+            rows = await cursor.fetchall()
+        decided = {stream: outcome for stream, *outcome in rows}
+        return [await self._single_outcome(command, *decided[command.stream]) for command in batch]
+
+    async def _single_outcome(
+        self,
+        command: PendingAppend,
+        outcome: object,
+        based_on_version: object,
+        stream_version: object,
+    ) -> Appended | Exception:
+        """One row of ``append_single_events``: an ``Appended`` built from what was sent (the
+        statement returns only the version), or an ``ExpectedVersionMismatch``."""
+        assert isinstance(based_on_version, int)
+        if outcome == "appended":
+            assert isinstance(stream_version, int)
+            return Appended(stream_version, (command.events[0].event_id,), command.result)
+        if stream_version is None:
+            # A race lost to a transaction that committed after the statement began: only a
+            # new statement sees its version. The batch is committed by now, so a failure
+            # here is this command's alone (raising would make _write_or_split write again).
+            try:
+                stream_version = await self.stream_version(command.stream)
+            except (StoreError, StoreUnavailable) as error:
+                return error
+        assert isinstance(stream_version, int)
+        return ExpectedVersionMismatch(command.stream, based_on_version, stream_version)
+
+    async def _write_commands(self, batch: Sequence[PendingAppend]) -> list[Appended | Exception]:
+        """``append_events``: any batch (several events, idempotency keys, a stream twice)."""
         # Sorted by stream (stably: one stream's commands keep their order), so that two
         # batches always wait for each other's rows in the same order: no deadlock.
         order = sorted(range(len(batch)), key=lambda index: batch[index].stream)
@@ -146,6 +187,27 @@ class PostgresEventStore:
                 query("prune_idempotency_keys"), {"retention": self.idempotency_retention}
             )
             return cursor.rowcount
+
+
+def _single_events(batch: Sequence[PendingAppend]) -> bool:
+    """Whether ``append_single_events`` can write ``batch``: one event and no idempotency
+    key per command, and no stream twice (the statement tells commands by their stream)."""
+    return all(len(command.events) == 1 and command.idempotency is None for command in batch) and (
+        len({command.stream for command in batch}) == len(batch)
+    )
+
+
+def _single_event_json(command: PendingAppend) -> dict[str, object]:
+    (event,) = command.events
+    return {
+        "stream": command.stream,
+        "expected_version": command.expected_version,
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "occurred_on": event.occurred_on,
+        "payload": event.payload(),
+        "metadata": command.metadata,
+    }
 
 
 def _as_json(command: PendingAppend) -> dict[str, object]:

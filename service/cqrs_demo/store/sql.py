@@ -1,15 +1,22 @@
 """Access to the ``.sql`` files shipped beside this module."""
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from hashlib import sha256
 from importlib.resources import files
 
+# The comment lines a query file starts with: they are for its reader. Sent, they would be
+# all that pg_stat_activity shows of a running statement (it keeps its first kilobyte).
+_HEADER_COMMENT = re.compile(rb"\A(?:[ \t]*(?:--[^\n]*)?\n)*")
+
 
 @cache
 def query(name: str) -> bytes:
-    """The statement in ``queries/<name>.sql``, as bytes ready for ``execute``."""
-    return files(__package__).joinpath("queries", f"{name}.sql").read_bytes()
+    """The statement in ``queries/<name>.sql`` without its header comment, as bytes ready
+    for ``execute``."""
+    text = files(__package__).joinpath("queries", f"{name}.sql").read_bytes()
+    return _HEADER_COMMENT.sub(b"", text, count=1)
 
 
 @dataclass(frozen=True, slots=True)
