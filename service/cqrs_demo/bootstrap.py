@@ -42,6 +42,7 @@ def create_app(settings: Settings) -> CommandsFirst:
         idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
         max_batch=settings.group_commit_max_batch,
         max_in_flight=settings.group_commit_writers,
+        overlap_after=settings.group_commit_overlap_ms / 1000,
     )
 
     @asynccontextmanager

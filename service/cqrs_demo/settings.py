@@ -33,6 +33,7 @@ class Settings:
     pool_timeout: float = 3.0
     group_commit_max_batch: int = 64
     group_commit_writers: int = 2
+    group_commit_overlap_ms: int = 2
     body_limit: int = 65_536
     body_timeout: float = 10.0
     idempotency_retention_hours: int = 24
@@ -89,6 +90,12 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         ),
         group_commit_writers=_get(
             environ, "CQRS_GROUP_COMMIT_WRITERS", _integer(1, 1000), default.group_commit_writers
+        ),
+        group_commit_overlap_ms=_get(
+            environ,
+            "CQRS_GROUP_COMMIT_OVERLAP_MS",
+            _integer(0, 60_000),
+            default.group_commit_overlap_ms,
         ),
         body_limit=_get(environ, "CQRS_BODY_LIMIT", _integer(1024, 16 << 20), default.body_limit),
         body_timeout=_get(environ, "CQRS_BODY_TIMEOUT", _seconds, default.body_timeout),

@@ -47,13 +47,17 @@ class PostgresEventStore:
         idempotency_retention: timedelta,
         max_batch: int = 1,
         max_in_flight: int = 1,
+        overlap_after: float = 0.0,
     ) -> None:
         self._database = database
         self.idempotency_retention = idempotency_retention
         self._group: GroupCommit[PendingAppend, Appended] | None = None
         if max_batch > 1:
             self._group = GroupCommit(
-                self._write_or_split, max_batch=max_batch, max_in_flight=max_in_flight
+                self._write_or_split,
+                max_batch=max_batch,
+                max_in_flight=max_in_flight,
+                overlap_after=overlap_after,
             )
 
     async def append_events(
