@@ -102,10 +102,23 @@ class Database:
                 f"no database connection free after {timeout:.2f} sec"
             ) from error
         except psycopg.OperationalError as error:
+            if _statement_refused(error):
+                raise _store_error(error) from error
             self.unreachable = True
             raise StoreUnavailable(f"database unavailable: {type(error).__name__}") from error
         except psycopg.Error as error:
-            sqlstate = error.sqlstate or "none"
-            raise StoreError(
-                f"database error {type(error).__name__} (SQLSTATE {sqlstate})"
-            ) from error
+            raise _store_error(error) from error
+
+
+def _statement_refused(error: psycopg.OperationalError) -> bool:
+    """A deadlock or serialisation failure (SQLSTATE class 40) or a lock not available
+    (55P03) ends one statement; the connection and the server are fine. As ``StoreError``
+    the group commit writes each command of the batch alone, instead of answering 503 to all
+    and marking the database unreachable."""
+    sqlstate = error.sqlstate or ""
+    return sqlstate.startswith("40") or sqlstate == "55P03"
+
+
+def _store_error(error: psycopg.Error) -> StoreError:
+    sqlstate = error.sqlstate or "none"
+    return StoreError(f"database error {type(error).__name__} (SQLSTATE {sqlstate})")
