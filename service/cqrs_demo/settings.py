@@ -65,6 +65,14 @@ def _read_password(path: str) -> str:
     return password
 
 
+def default_workers() -> int:
+    """Half the CPUs, at least one: the appliance runs PostgreSQL on the same host, and it
+    needs the other half. Two workers on two cores, each competing with PostgreSQL for a
+    core, answered 25 to 48% fewer commands at 8 and 32 connections than one worker
+    (``docs/performance.md``). On a host of its own, set ``CQRS_WORKERS`` to the CPU count."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     """Read every ``CQRS_*`` variable; raise ``ConfigError`` naming the first bad one."""
     default = Settings(conninfo="")
@@ -78,7 +86,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         conninfo=database_conninfo(environ),
         host=_get(environ, "CQRS_HOST", _host, default.host),
         port=_get(environ, "CQRS_PORT", _integer(1, 65535), default.port),
-        workers=_get(environ, "CQRS_WORKERS", _integer(1, 64), os.cpu_count() or 1),
+        workers=_get(environ, "CQRS_WORKERS", _integer(1, 64), default_workers()),
         pool_min_size=pool_min,
         pool_max_size=pool_max,
         pool_timeout=_get(environ, "CQRS_POOL_TIMEOUT", _seconds, default.pool_timeout),
