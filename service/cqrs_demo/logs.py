@@ -27,7 +27,10 @@ class JournalFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         priority = _PRIORITIES.get(record.levelno, 6)
-        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
+        text = super().format(record)
+        if "\n" not in text and "\r" not in text:
+            return f"<{priority}>{text}"
+        return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
 
 
 class LoopFlushedHandler(logging.StreamHandler[TextIO]):

@@ -1,5 +1,6 @@
 """One log line per request: method, path, status, duration, and the stream it touched."""
 
+import functools
 import logging
 import time
 
@@ -54,14 +55,16 @@ def log_request(scope: Scope, status: int, seconds: float) -> None:
     if not log.isEnabledFor(level):
         return
     state = scope.get("state", {})
-    details = "".join(f" {name}={state[name]}" for name in _DETAILS if state.get(name) is not None)
-    method = printable(scope["method"], 16)
-    log.log(
-        level,
-        "%s %s %d %.1fms%s",
-        method,
-        printable(path, 200),
-        status,
-        seconds * 1000,
-        details,
-    )
+    details = ""
+    for name in _DETAILS:
+        value = state.get(name)
+        if value is not None:
+            details += f" {name}={value}"
+    line = f"{_request(scope['method'], path)} {status} {seconds * 1000:.1f}ms{details}"
+    log.log(level, "%s", line)
+
+
+@functools.lru_cache(maxsize=256)
+def _request(method: str, path: str) -> str:
+    """``METHOD /path`` as shown in the log (client-supplied text made printable)."""
+    return f"{printable(method, 16)} {printable(path, 200)}"
