@@ -1,5 +1,6 @@
-"""Group commit's overlap rule: a second batch goes out while one is being written only
-once that one has been out for ``overlap_after`` seconds."""
+"""Group commit's timing rules: a lone command is written at once by its caller; a second
+batch goes out while one is being written only once that one has been out for
+``overlap_after`` seconds."""
 
 import asyncio
 from collections.abc import Sequence
@@ -48,3 +49,17 @@ async def test_commands_queued_behind_a_quick_batch_go_out_together_when_it_retu
     writes.release.set()
     assert await asyncio.gather(first, *queued) == [10, 20, 30, 40]
     assert writes.batches == [[1], [2, 3, 4]]
+
+
+async def test_a_lone_command_is_written_by_its_callers_own_task() -> None:
+    """No writer task and no extra loop turn for a command that finds nothing in flight."""
+    writers: list[asyncio.Task[object] | None] = []
+
+    async def write(batch: Sequence[int]) -> list[int | Exception]:
+        writers.append(asyncio.current_task())
+        return list(batch)
+
+    group = GroupCommit(write, max_batch=64, max_in_flight=2, overlap_after=0.0)
+    caller = asyncio.create_task(group.submit(7))
+    assert await caller == 7
+    assert writers == [caller]

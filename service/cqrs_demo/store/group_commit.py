@@ -1,7 +1,8 @@
 """Group commit: concurrent appends gathered into one transaction, one WAL flush.
 
-A command that arrives while no batch is being written goes out at once, alone: a lone
-client waits for nothing. Commands that arrive while a batch is being written queue up and
+A command that arrives while no batch is being written goes out at once, alone, written
+from its caller's own task (no writer task, no extra turn of the loop): a lone client waits
+for nothing. Commands that arrive while a batch is being written queue up and
 go out together in the next one, up to ``max_batch`` of them in one statement. So the batch
 size follows the load, and each command keeps its own outcome (see ``append_events`` in the
 migrations): batching changes when a command commits, never what.
@@ -47,10 +48,26 @@ class GroupCommit(Generic[Command, Outcome]):
 
     async def submit(self, command: Command) -> Outcome:
         """Append ``command`` with the next batch; return its outcome once committed."""
+        if not self._queue and not self._in_flight:
+            return await self._write_alone(command)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._queue.append((command, future))
         self._start_writers()
         return await future
+
+    async def _write_alone(self, command: Command) -> Outcome:
+        """A batch of one, written by the caller. (Commands that queue behind it are written
+        by writer tasks, which a cancelled caller does not cancel.)"""
+        self._in_flight += 1
+        self._last_started = time.monotonic()
+        try:
+            (outcome,) = await self._write([command])
+        finally:
+            self._in_flight -= 1
+            self._start_writers()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     def _start_writers(self) -> None:
         loop = asyncio.get_running_loop()
