@@ -160,15 +160,16 @@ def raw_exchange(url: str, request: bytes, timeout: float = 10) -> tuple[bytes, 
     return head + b"\r\n\r\n" + body, waited
 
 
-async def hold_version_one(database_url: str, stream: str) -> psycopg.AsyncConnection[object]:
-    """An open transaction that has inserted ``stream`` version 1 and not committed: appends
-    to that stream wait for it inside the database until it rolls back."""
+async def hold_version_one(database_url: str, *streams: str) -> psycopg.AsyncConnection[object]:
+    """An open transaction that has inserted version 1 of each of ``streams`` and not
+    committed: appends to them wait for it inside the database until it rolls back."""
     holder = await psycopg.AsyncConnection.connect(database_url)
-    await holder.execute(
-        "INSERT INTO events (aggregate_id, event_type, payload, version)"
-        " VALUES (%s, 'Held', '{}', 1)",
-        [stream],
-    )
+    for stream in streams:
+        await holder.execute(
+            "INSERT INTO events (aggregate_id, event_type, payload, version)"
+            " VALUES (%s, 'Held', '{}', 1)",
+            [stream],
+        )
     return holder
 
 

@@ -163,18 +163,6 @@ async def test_other_batches_go_through_the_append_events_function(
     assert [row[0] for row in await rows(database_url, stream)] == list(range(1, versions[-1] + 1))
 
 
-async def hold_versions_one(database_url: str, *streams: str) -> psycopg.AsyncConnection[object]:
-    """Like ``hold_version_one``, for several streams in one transaction."""
-    holder = await psycopg.AsyncConnection.connect(database_url)
-    for stream in streams:
-        await holder.execute(
-            "INSERT INTO events (aggregate_id, event_type, payload, version)"
-            " VALUES (%s, 'Held', '{}', 1)",
-            [stream],
-        )
-    return holder
-
-
 async def wait_until_blocked_by_others(database_url: str, count: int) -> None:
     """Until ``count`` of the store's sessions wait for a lock someone holds (at most 15 s);
     unlike ``wait_for_blocked_appends``, not one just woken by a transaction that ended."""
@@ -203,8 +191,8 @@ async def test_two_batches_take_their_rows_in_one_order_and_never_deadlock(
         database, idempotency_retention=timedelta(hours=1), max_batch=64, max_in_flight=2
     )
     first, gate_a, gate_b, last = sorted(new_stream() for _ in range(4))
-    contested = await hold_versions_one(database_url, first, last)
-    gates = await hold_versions_one(database_url, gate_a, gate_b)
+    contested = await hold_version_one(database_url, first, last)
+    gates = await hold_version_one(database_url, gate_a, gate_b)
     busy_gate = new_stream()
     busy_holder = await hold_version_one(database_url, busy_gate)
     busy = asyncio.create_task(append(store, busy_gate))

@@ -100,15 +100,12 @@ async def _receive_body(receive: Receive, declared: bytes | None, rules: BodyRul
     timer = asyncio.get_running_loop().call_later(rules.seconds, expire)
     try:
         message = await receive()
-        body = _chunk(message)
-        if message.get("more_body", False):
-            parts = bytearray(body)
-            while message.get("more_body", False):
-                message = await receive()
-                parts += _chunk(message)
-                if len(parts) > rules.limit:
-                    _too_large(rules.limit)
-            body = bytes(parts)
+        chunks = [_chunk(message)]
+        size = len(chunks[0])
+        while size <= rules.limit and message.get("more_body", False):
+            message = await receive()
+            chunks.append(_chunk(message))
+            size += len(chunks[-1])
     except asyncio.CancelledError:
         if expired and task.uncancel() == 0:
             raise Problem(
@@ -119,9 +116,9 @@ async def _receive_body(receive: Receive, declared: bytes | None, rules: BodyRul
         raise
     finally:
         timer.cancel()
-    if len(body) > rules.limit:
+    if size > rules.limit:
         _too_large(rules.limit)
-    return body
+    return b"".join(chunks)  # one chunk, the usual case: that chunk itself, not a copy
 
 
 def _chunk(message: Message) -> bytes:
