@@ -2,9 +2,12 @@
 
 import asyncio
 import hashlib
+import socket
 import subprocess
+import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -168,6 +171,25 @@ def test_a_body_that_trickles_in_too_slowly_is_a_408(database_url: str, tmp_path
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert b"request body not received within 1 s" in answer
     assert 0.8 < waited < 5
+
+
+def test_a_client_that_hangs_up_mid_body_is_a_400_in_the_log_not_a_500(
+    database_url: str, tmp_path: Path
+) -> None:
+    with running_service(database_url, tmp_path) as service:
+        address = urlsplit(service.url)
+        with socket.create_connection((address.hostname, address.port)) as conn:
+            conn.sendall(
+                b"POST " + CREATE.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
+        deadline = time.monotonic() + 10
+        while f"POST {CREATE} 400" not in service.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = service.log()
+    assert f"POST {CREATE} 400" in log
+    assert f"POST {CREATE} 500" not in log
+    assert "Traceback" not in log
 
 
 def test_the_token_command_prints_a_token_and_its_hash_line() -> None:

@@ -34,6 +34,10 @@ def test_password_comes_from_the_file_and_never_from_repr(tmp_path: Path) -> Non
         ({**URL, "CQRS_PORT": "http"}, "CQRS_PORT='http' is invalid"),
         ({**URL, "CQRS_PORT": "70000"}, "CQRS_PORT='70000' is invalid: must be between"),
         ({**URL, "CQRS_WORKERS": "0"}, "CQRS_WORKERS='0' is invalid"),
+        (
+            {**URL, "CQRS_GROUP_COMMIT_OVERLAP_MS": "-1"},
+            "CQRS_GROUP_COMMIT_OVERLAP_MS='-1' is invalid: must be between 0 and 60000",
+        ),
         ({**URL, "CQRS_POOL_MIN_SIZE": "-1"}, "CQRS_POOL_MIN_SIZE='-1' is invalid"),
         ({**URL, "CQRS_POOL_MAX_SIZE": "x"}, "CQRS_POOL_MAX_SIZE='x' is invalid"),
         (
