@@ -80,6 +80,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 def run_worker(settings: Settings, listener: socket.socket, ready: "Queue[int]") -> None:
     """A worker process: uvicorn on the shared socket; reports its pid once serving."""
+    # Ctrl-C in a terminal reaches every process of the group, workers too. uvicorn handles
+    # the SIGINT (a graceful stop) and then raises it again for the handler it replaced;
+    # with asyncio's default one that ends the drained worker in a KeyboardInterrupt
+    # traceback. Ignored here, the re-raise is a no-op; uvicorn still catches the signal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(settings.log_level)
     config = uvicorn.Config(
         create_app(settings),

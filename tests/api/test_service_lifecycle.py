@@ -192,6 +192,19 @@ def test_systemd_is_told_ready_after_start_up_and_stopping_on_sigterm(
             assert notifications.recv(1024) == b"STOPPING=1"
 
 
+def test_ctrl_c_stops_main_process_and_workers_without_a_traceback(
+    database_url: str, tmp_path: Path
+) -> None:
+    with running_service(database_url, tmp_path) as service:
+        workers = service.worker_pids()
+        assert workers
+        for pid in [service.process.pid, *workers]:  # what a terminal's Ctrl-C does
+            os.kill(pid, signal.SIGINT)
+        assert service.process.wait(30) == 0
+    assert "stopping on SIGINT" in service.log()
+    assert "Traceback" not in service.log()
+
+
 def test_sigterm_drains_a_request_in_flight(database_url: str, tmp_path: Path) -> None:
     user = fresh_user()
     with running_service(database_url, tmp_path, CQRS_WORKERS="1") as service:
