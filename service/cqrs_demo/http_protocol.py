@@ -16,7 +16,14 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not derive from asyncio.Transport, but offer all of it.
-        super().connection_made(CoalescingTransport(cast(asyncio.Transport, transport)))
+        self._coalescing = CoalescingTransport(cast(asyncio.Transport, transport))
+        super().connection_made(self._coalescing)
+
+    def on_response_complete(self) -> None:
+        # The answer is whole: it leaves now, not after what its task does next (the
+        # access-log line) and whatever else runs in this turn of the loop.
+        self._coalescing.flush()
+        super().on_response_complete()
 
 
 class CoalescingTransport(asyncio.Transport):
@@ -29,14 +36,15 @@ class CoalescingTransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._pending:
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self.flush)
         self._pending.append(bytes(data))
 
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
             self.write(data)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Hand what was written so far to the socket."""
         if self._pending:
             data = b"".join(self._pending)
             self._pending.clear()
@@ -44,11 +52,11 @@ class CoalescingTransport(asyncio.Transport):
                 self._transport.write(data)
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
     def write_eof(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.write_eof()
 
     def abort(self) -> None:

@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping
 from typing import TextIO
 
@@ -23,14 +24,53 @@ _PRIORITIES = {
 
 
 class JournalFormatter(logging.Formatter):
-    """Prefix every line of a record, tracebacks included, with its syslog priority."""
+    """``name: message``, every line of a record (tracebacks included) prefixed with its
+    syslog priority."""
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         priority = _PRIORITIES.get(record.levelno, 6)
-        text = super().format(record)
+        text = _plain(record) or super().format(record)
         if "\n" not in text and "\r" not in text:
             return f"<{priority}>{text}"
         return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
+
+
+class TerminalFormatter(logging.Formatter):
+    """``2026-11-26T11:48:04.123 INFO name: message``, in local time."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
+            datefmt="%Y-%m-%dT%H:%M:%S",
+        )
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:  # lines come many a second: format each second once
+            self._stamp = time.strftime(datefmt or "%Y-%m-%dT%H:%M:%S", self.converter(second))
+            self._second = second
+        return self._stamp
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = _plain(record)
+        if not text:
+            return super().format(record)
+        stamp = self.formatTime(record, self.datefmt)
+        return f"{stamp}.{int(record.msecs):03d} {record.levelname} {text}"
+
+
+def _plain(record: logging.LogRecord) -> str:
+    """``name: message`` for a record without a traceback or stack, else ``""``. What
+    ``Formatter.format`` makes of it, without its generic steps: one line per request
+    goes through here."""
+    if record.exc_info or record.exc_text or record.stack_info:
+        return ""
+    return f"{record.name}: {record.getMessage()}"
 
 
 class LoopFlushedHandler(logging.StreamHandler[TextIO]):
@@ -74,15 +114,8 @@ def configure_logging(level: str, environ: Mapping[str, str] = os.environ) -> No
     logging.logProcesses = False
     logging.logMultiprocessing = False
     handler = LoopFlushedHandler(buffered_stderr())
-    if environ.get("JOURNAL_STREAM"):
-        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
-    else:
-        handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
-                datefmt="%Y-%m-%dT%H:%M:%S",
-            )
-        )
+    formatter = JournalFormatter() if environ.get("JOURNAL_STREAM") else TerminalFormatter()
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

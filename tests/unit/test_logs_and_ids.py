@@ -1,14 +1,17 @@
 """Journal-friendly log lines, sd_notify datagrams and UUIDv7 identifiers."""
 
+import copy
 import logging
 import os
+import pickle
 import socket
+import sys
 import time
 from pathlib import Path
 from uuid import UUID
 
-from cqrs_demo.domain.ids import uuid7
-from cqrs_demo.logs import JournalFormatter
+from cqrs_demo.domain.ids import _uuid_from_int, uuid7
+from cqrs_demo.logs import JournalFormatter, TerminalFormatter
 from cqrs_demo.systemd import notify
 
 
@@ -17,11 +20,28 @@ def record(level: int, message: str) -> logging.LogRecord:
 
 
 def test_journal_lines_carry_the_syslog_priority_on_every_line() -> None:
-    formatter = JournalFormatter("%(name)s: %(message)s")
+    formatter = JournalFormatter()
     assert formatter.format(record(logging.ERROR, "boom")) == "<3>cqrs_demo.test: boom"
     assert formatter.format(record(logging.INFO, "a\nb")) == "<6>cqrs_demo.test: a\n<6>b"
     assert formatter.format(record(logging.DEBUG, "x")).startswith("<7>")
     assert formatter.format(record(logging.WARNING, "x")).startswith("<4>")
+
+
+def test_terminal_lines_are_what_the_generic_formatter_writes() -> None:
+    generic = logging.Formatter(
+        "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
+    )
+    formatter = TerminalFormatter()
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.LogRecord(
+            "cqrs_demo.test", logging.ERROR, __file__, 1, "failed %s", ("x",), sys.exc_info()
+        )
+    lines = [record(logging.INFO, "POST /a%20b 202 1.0ms"), failed, record(logging.DEBUG, "z")]
+    for each in [*lines, lines[0]]:  # the last: the same second, from the cache
+        assert formatter.format(each) == generic.format(each)
+    assert formatter.format(failed).splitlines()[-1] == "ValueError: boom"
 
 
 def test_notify_sends_the_state_to_the_notify_socket(tmp_path: Path) -> None:
@@ -57,3 +77,18 @@ def test_a_forked_child_never_repeats_its_parents_uuid7_random_bits() -> None:
     os.waitpid(child, 0)
     parent_id = uuid7()
     assert child_id.int & (2**74 - 1) != parent_id.int & (2**74 - 1)
+
+
+def test_uuid7_values_are_whole_uuids() -> None:
+    # uuid7 builds its UUIDs without the constructor: each must be what UUID(int=) makes.
+    for value in [0, 1, 2**128 - 1, *(uuid7().int for _ in range(100))]:
+        made = _uuid_from_int(value)
+        expected = UUID(int=value)
+        assert (made, str(made), hash(made), made.is_safe) == (
+            expected,
+            str(expected),
+            hash(expected),
+            expected.is_safe,
+        )
+        assert pickle.loads(pickle.dumps(made)) == expected
+        assert copy.copy(made) == expected

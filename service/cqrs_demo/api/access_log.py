@@ -60,8 +60,9 @@ def log_request(scope: Scope, status: int, seconds: float) -> None:
         value = state.get(name)
         if value is not None:
             details += f" {name}={value}"
-    line = f"{_request(scope['method'], path)} {status} {seconds * 1000:.1f}ms{details}"
-    log.log(level, "%s", line)
+    # The line as the message, not as an argument: no %-formatting step (a '%' in a path
+    # is safe, as a message without arguments is not formatted).
+    log.log(level, f"{_request(scope['method'], path)} {status} {seconds * 1000:.1f}ms{details}")
 
 
 @functools.lru_cache(maxsize=256)

@@ -86,9 +86,12 @@ def _with_if_match(command: CreateOrder, header: bytes | None) -> CreateOrder:
 def _context(headers: RequestHeaders) -> CommandContext:
     command_id = uuid7()
     given = headers.get(b"x-correlation-id")
-    correlation_id = str(command_id) if given is None else given.decode("latin-1")
-    if not _PRINTABLE_ASCII.fullmatch(correlation_id):
-        raise Problem(400, "X-Correlation-ID must be 1 to 200 printable ASCII characters")
+    if given is None:
+        correlation_id = str(command_id)
+    else:
+        correlation_id = given.decode("latin-1")
+        if not _PRINTABLE_ASCII.fullmatch(correlation_id):
+            raise Problem(400, "X-Correlation-ID must be 1 to 200 printable ASCII characters")
     key = headers.get(b"idempotency-key")
     idempotency_key = None if key is None else key.decode("latin-1")
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):

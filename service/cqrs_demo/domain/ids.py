@@ -2,15 +2,16 @@
 
 import os
 import time
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
-_RANDOM_BYTES_PER_READ = 4096
-
-# Random bytes read from the kernel in blocks, not ten at a time: each read is a system
-# call, and a command takes three identifiers. A forked child starts with an empty pool,
-# so it never hands out its parent's bytes.
-_pool = bytearray()
+# Random bits are read from the kernel for many identifiers at once, not ten bytes at a
+# time: each read is a system call, and a command takes three identifiers. A forked child
+# starts with an empty pool, so it never hands out its parent's bits.
+_IDS_PER_READ = 400
+_pool: list[int] = []
 os.register_at_fork(after_in_child=_pool.clear)
+
+_VERSION_AND_VARIANT = 0x7 << 76 | 0b10 << 62
 
 
 def uuid7() -> UUID:
@@ -19,19 +20,27 @@ def uuid7() -> UUID:
     Uniqueness across processes and hosts rests on the random bits (from ``os.urandom``, which
     a forked child does not share with its parent); order is by millisecond.
     """
+    if not _pool:
+        _refill()
     millis = time.time_ns() // 1_000_000
-    random_bits = int.from_bytes(_random_bytes(10), "big")
-    value = (millis & 0xFFFF_FFFF_FFFF) << 80
-    value |= 0x7 << 76  # version
-    value |= ((random_bits >> 62) & 0xFFF) << 64  # rand_a: 12 bits
-    value |= 0b10 << 62  # variant
-    value |= random_bits & 0x3FFF_FFFF_FFFF_FFFF  # rand_b: 62 bits
-    return UUID(int=value)
+    return _uuid_from_int((millis & 0xFFFF_FFFF_FFFF) << 80 | _pool.pop())
 
 
-def _random_bytes(count: int) -> bytes:
-    if len(_pool) < count:
-        _pool[:] = os.urandom(_RANDOM_BYTES_PER_READ)
-    taken = bytes(_pool[-count:])
-    del _pool[-count:]
-    return taken
+def _refill() -> None:
+    """Fill the pool with the low 80 bits of as many UUIDv7s: version, 12 random bits
+    (rand_a), variant, 62 random bits (rand_b)."""
+    data = os.urandom(10 * _IDS_PER_READ)
+    for start in range(0, len(data), 10):
+        bits = int.from_bytes(data[start : start + 10], "big")
+        _pool.append(
+            _VERSION_AND_VARIANT | ((bits >> 62) & 0xFFF) << 64 | bits & 0x3FFF_FFFF_FFFF_FFFF
+        )
+
+
+def _uuid_from_int(value: int) -> UUID:
+    """``UUID(int=value)`` for a value known to be in range, without the constructor's
+    checks of its five alternative arguments (as ``UUID.__setstate__`` builds one)."""
+    uuid = object.__new__(UUID)
+    object.__setattr__(uuid, "int", value)
+    object.__setattr__(uuid, "is_safe", SafeUUID.unknown)
+    return uuid

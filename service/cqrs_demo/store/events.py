@@ -129,21 +129,22 @@ class PostgresEventStore:
             cursor = await conn.execute(query("append_single_events"), params)
             rows = await cursor.fetchall()
         decided = {stream: outcome for stream, *outcome in rows}
-        return [await self._single_outcome(command, *decided[command.stream]) for command in batch]
+        outcomes: list[Appended | Exception] = []
+        for command in batch:
+            outcome, based_on_version, stream_version = decided[command.stream]
+            if outcome == "appended":
+                assert isinstance(stream_version, int)
+                event_ids = (command.events[0].event_id,)
+                outcomes.append(Appended(stream_version, event_ids, command.result))
+            else:
+                assert isinstance(based_on_version, int)
+                outcomes.append(await self._conflict(command, based_on_version, stream_version))
+        return outcomes
 
-    async def _single_outcome(
-        self,
-        command: PendingAppend,
-        outcome: object,
-        based_on_version: object,
-        stream_version: object,
-    ) -> Appended | Exception:
-        """One row of ``append_single_events``: an ``Appended`` built from what was sent (the
-        statement returns only the version), or an ``ExpectedVersionMismatch``."""
-        assert isinstance(based_on_version, int)
-        if outcome == "appended":
-            assert isinstance(stream_version, int)
-            return Appended(stream_version, (command.events[0].event_id,), command.result)
+    async def _conflict(
+        self, command: PendingAppend, based_on_version: int, stream_version: object
+    ) -> Exception:
+        """The ``ExpectedVersionMismatch`` of a command ``append_single_events`` refused."""
         if stream_version is None:
             # A race lost to a transaction that committed after the statement began: only a
             # new statement sees its version. The batch is committed by now, so a failure

@@ -1,5 +1,6 @@
 """The connection pool, and the one place where driver errors become store errors."""
 
+import select
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -58,8 +59,13 @@ class Database:
         A restarted or stopped server sends its idle connections a farewell (an error such
         as AdminShutdown) and closes them, but the client notices only when it next reads.
         Two reads: the first takes the farewell, the second meets the end of the stream (a
-        live idle connection has nothing to read, and its socket does not block).
+        live idle connection has nothing to read, and its socket does not block). A socket
+        with nothing to read is asked once, without a read: the usual case, one system call.
         """
+        waiting = select.poll()
+        waiting.register(conn.pgconn.socket, select.POLLIN)
+        if not waiting.poll(0):
+            return conn.pgconn.status != psycopg.pq.ConnStatus.OK
         try:
             for _ in range(2):
                 conn.pgconn.consume_input()
