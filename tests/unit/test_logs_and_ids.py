@@ -1,6 +1,8 @@
 """Journal-friendly log lines, sd_notify datagrams and UUIDv7 identifiers."""
 
+import asyncio
 import copy
+import io
 import logging
 import os
 import pickle
@@ -11,7 +13,7 @@ from pathlib import Path
 from uuid import UUID
 
 from cqrs_demo.domain.ids import _uuid_from_int, uuid7
-from cqrs_demo.logs import JournalFormatter, TerminalFormatter
+from cqrs_demo.logs import JournalFormatter, LoopFlushedHandler, TerminalFormatter
 from cqrs_demo.systemd import notify
 
 
@@ -92,3 +94,52 @@ def test_uuid7_values_are_whole_uuids() -> None:
         )
         assert pickle.loads(pickle.dumps(made)) == expected
         assert copy.copy(made) == expected
+
+
+class Lines(io.StringIO):
+    """A stream that counts the writes that reach it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def test_outside_an_event_loop_every_line_is_flushed_at_once() -> None:
+    stream = Lines()
+    handler = LoopFlushedHandler(stream)
+    handler.handle(record(logging.INFO, "one"))
+    handler.handle(record(logging.INFO, "two"))
+    assert (stream.getvalue(), stream.flushes) == ("one\ntwo\n", 2)
+
+
+def test_in_an_event_loop_lines_are_flushed_together_soon_after() -> None:
+    stream = Lines()
+    handler = LoopFlushedHandler(stream)
+
+    async def answer_requests() -> None:
+        for number in range(50):
+            handler.handle(record(logging.INFO, f"request {number}"))
+            await asyncio.sleep(0)  # other turns of the loop: no flush yet
+        assert stream.flushes == 0
+        await asyncio.sleep(LoopFlushedHandler.FLUSH_DELAY_SECONDS * 5)
+        assert stream.flushes == 1
+
+    asyncio.run(answer_requests())
+    assert stream.getvalue().splitlines() == [f"request {n}" for n in range(50)]
+
+
+def test_a_flush_left_due_by_a_stopped_loop_is_made_by_the_next() -> None:
+    stream = Lines()
+    handler = LoopFlushedHandler(stream)
+
+    async def log(message: str, wait: float) -> None:
+        handler.handle(record(logging.INFO, message))
+        await asyncio.sleep(wait)
+
+    asyncio.run(log("first loop", 0))  # stops before its flush is due
+    flushes = stream.flushes
+    asyncio.run(log("second loop", LoopFlushedHandler.FLUSH_DELAY_SECONDS * 5))
+    assert stream.flushes == flushes + 1
