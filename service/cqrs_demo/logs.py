@@ -74,13 +74,12 @@ def _plain(record: logging.LogRecord) -> str:
 
 
 class LoopFlushedHandler(logging.StreamHandler[TextIO]):
-    """A stream handler that, inside a running event loop, writes its lines out at most
-    once per ``FLUSH_DELAY_SECONDS`` instead of once per line: one ``write`` for the
-    access-log lines of all the requests answered meanwhile, made while the loop waits for
-    the database rather than between a request's arrival and its statement. Outside a loop
-    it flushes every record; at exit ``logging.shutdown`` flushes what is left."""
+    """A stream handler that, inside a running event loop, writes its lines out once per
+    loop iteration instead of once per line: one ``write`` for all the access-log lines of
+    the requests answered in that iteration. Outside a loop it flushes every record.
 
-    FLUSH_DELAY_SECONDS = 0.001
+    (Flushing later, at most once a millisecond, made fewer writes but put them where a
+    lone client's next request was waiting: 0.92x requests/s at one connection.)"""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
@@ -92,10 +91,10 @@ class LoopFlushedHandler(logging.StreamHandler[TextIO]):
         except RuntimeError:
             super().flush()
             return
-        # A loop that stopped before the flush came due (tests run many) does not count.
+        # A loop that stopped before the flush ran (tests run many) does not count.
         if self._scheduled_on is not loop:
             self._scheduled_on = loop
-            loop.call_later(self.FLUSH_DELAY_SECONDS, self._flush_now)
+            loop.call_soon(self._flush_now)
 
     def _flush_now(self) -> None:
         self._scheduled_on = None

@@ -115,31 +115,35 @@ def test_outside_an_event_loop_every_line_is_flushed_at_once() -> None:
     assert (stream.getvalue(), stream.flushes) == ("one\ntwo\n", 2)
 
 
-def test_in_an_event_loop_lines_are_flushed_together_soon_after() -> None:
+def test_in_an_event_loop_the_lines_of_one_turn_are_flushed_together() -> None:
     stream = Lines()
     handler = LoopFlushedHandler(stream)
 
     async def answer_requests() -> None:
-        for number in range(50):
-            handler.handle(record(logging.INFO, f"request {number}"))
-            await asyncio.sleep(0)  # other turns of the loop: no flush yet
-        assert stream.flushes == 0
-        await asyncio.sleep(LoopFlushedHandler.FLUSH_DELAY_SECONDS * 5)
-        assert stream.flushes == 1
+        for turn in range(3):
+            for number in range(20):
+                handler.handle(record(logging.INFO, f"request {turn}.{number}"))
+            assert stream.flushes == turn
+            await asyncio.sleep(0)  # the end of this turn of the loop
+            assert stream.flushes == turn + 1
 
     asyncio.run(answer_requests())
-    assert stream.getvalue().splitlines() == [f"request {n}" for n in range(50)]
+    assert len(stream.getvalue().splitlines()) == 60
 
 
 def test_a_flush_left_due_by_a_stopped_loop_is_made_by_the_next() -> None:
     stream = Lines()
     handler = LoopFlushedHandler(stream)
 
-    async def log(message: str, wait: float) -> None:
+    async def log_and_wait(message: str) -> None:
         handler.handle(record(logging.INFO, message))
-        await asyncio.sleep(wait)
+        await asyncio.sleep(0)
 
-    asyncio.run(log("first loop", 0))  # stops before its flush is due
+    loop = asyncio.new_event_loop()
+    loop.call_soon(handler.handle, record(logging.INFO, "first loop"))
+    loop.call_soon(loop.stop)  # it stops before the flush it was given runs
+    loop.run_forever()
+    loop.close()
     flushes = stream.flushes
-    asyncio.run(log("second loop", LoopFlushedHandler.FLUSH_DELAY_SECONDS * 5))
+    asyncio.run(log_and_wait("second loop"))
     assert stream.flushes == flushes + 1
