@@ -41,18 +41,20 @@ class JournalFormatter(logging.Formatter):
 class TerminalFormatter(logging.Formatter):
     """``2026-11-26T11:48:04.123 INFO name: message``, in local time."""
 
+    DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
     def __init__(self) -> None:
         super().__init__(
-            "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
-            datefmt="%Y-%m-%dT%H:%M:%S",
+            "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", self.DATE_FORMAT
         )
         self._second = -1
         self._stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """The record's second in ``DATE_FORMAT`` (the only format this formatter uses)."""
         second = int(record.created)
         if second != self._second:  # lines come many a second: format each second once
-            self._stamp = time.strftime(datefmt or "%Y-%m-%dT%H:%M:%S", self.converter(second))
+            self._stamp = time.strftime(self.DATE_FORMAT, self.converter(second))
             self._second = second
         return self._stamp
 
@@ -60,8 +62,7 @@ class TerminalFormatter(logging.Formatter):
         text = _plain(record)
         if not text:
             return super().format(record)
-        stamp = self.formatTime(record, self.datefmt)
-        return f"{stamp}.{int(record.msecs):03d} {record.levelname} {text}"
+        return f"{self.formatTime(record)}.{int(record.msecs):03d} {record.levelname} {text}"
 
 
 def _plain(record: logging.LogRecord) -> str:

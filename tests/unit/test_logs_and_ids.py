@@ -97,7 +97,7 @@ def test_uuid7_values_are_whole_uuids() -> None:
 
 
 class Lines(io.StringIO):
-    """A stream that counts the writes that reach it."""
+    """A stream that counts how often it is flushed."""
 
     def __init__(self) -> None:
         super().__init__()
