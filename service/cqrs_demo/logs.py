@@ -23,22 +23,47 @@ _PRIORITIES = {
 }
 
 
-class JournalFormatter(logging.Formatter):
+class LineFormatter(logging.Formatter):
+    """A formatter whose one-line records can also be written without a ``LogRecord``
+    (``LoopFlushedHandler.write_line``): ``line`` gives the text ``format`` gives a record."""
+
+    def line(self, levelno: int, name: str, message: str, created: float) -> str:
+        """The line of a record of logger ``name`` at ``levelno``, made at ``created``
+        (``time.time()``), whose message is ``message`` (one line)."""
+        raise NotImplementedError
+
+    def format_lines(self, record: logging.LogRecord) -> str:
+        """A record of several lines (a traceback, a stack, a line break in the message)."""
+        return super().format(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info or record.exc_text or record.stack_info or not one_line(message):
+            return self.format_lines(record)
+        return self.line(record.levelno, record.name, message, record.created)
+
+
+def one_line(message: str) -> bool:
+    return "\n" not in message and "\r" not in message
+
+
+class JournalFormatter(LineFormatter):
     """``name: message``, every line of a record (tracebacks included) prefixed with its
     syslog priority."""
 
     def __init__(self) -> None:
         super().__init__("%(name)s: %(message)s")
 
-    def format(self, record: logging.LogRecord) -> str:
+    def line(self, levelno: int, name: str, message: str, created: float) -> str:
+        return f"<{_PRIORITIES.get(levelno, 6)}>{name}: {message}"
+
+    def format_lines(self, record: logging.LogRecord) -> str:
         priority = _PRIORITIES.get(record.levelno, 6)
-        text = _plain(record) or super().format(record)
-        if "\n" not in text and "\r" not in text:
-            return f"<{priority}>{text}"
-        return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
+        lines = super().format_lines(record).splitlines()
+        return "\n".join(f"<{priority}>{line}" for line in lines)
 
 
-class TerminalFormatter(logging.Formatter):
+class TerminalFormatter(LineFormatter):
     """``2026-11-26T11:48:04.123 INFO name: message``, in local time."""
 
     DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -52,26 +77,19 @@ class TerminalFormatter(logging.Formatter):
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         """The record's second in ``DATE_FORMAT`` (the only format this formatter uses)."""
-        second = int(record.created)
+        return self._local_second(record.created)
+
+    def _local_second(self, created: float) -> str:
+        second = int(created)
         if second != self._second:  # lines come many a second: format each second once
             self._stamp = time.strftime(self.DATE_FORMAT, self.converter(second))
             self._second = second
         return self._stamp
 
-    def format(self, record: logging.LogRecord) -> str:
-        text = _plain(record)
-        if not text:
-            return super().format(record)
-        return f"{self.formatTime(record)}.{int(record.msecs):03d} {record.levelname} {text}"
-
-
-def _plain(record: logging.LogRecord) -> str:
-    """``name: message`` for a record without a traceback or stack, else ``""``. What
-    ``Formatter.format`` makes of it, without its generic steps: one line per request
-    goes through here."""
-    if record.exc_info or record.exc_text or record.stack_info:
-        return ""
-    return f"{record.name}: {record.getMessage()}"
+    def line(self, levelno: int, name: str, message: str, created: float) -> str:
+        milliseconds = int((created - int(created)) * 1000)  # as LogRecord.msecs
+        level = logging.getLevelName(levelno)
+        return f"{self._local_second(created)}.{milliseconds:03d} {level} {name}: {message}"
 
 
 class LoopFlushedHandler(logging.StreamHandler[TextIO]):
@@ -100,6 +118,58 @@ class LoopFlushedHandler(logging.StreamHandler[TextIO]):
     def _flush_now(self) -> None:
         self._scheduled_on = None
         super().flush()
+
+    def write_line(self, levelno: int, name: str, message: str) -> None:
+        """Write what ``handle`` writes for a record of ``message`` (one line, no
+        arguments), without making the record. Callers check levels and filters first
+        (``log_line``)."""
+        assert isinstance(self.formatter, LineFormatter)
+        try:
+            text = self.formatter.line(levelno, name, message, time.time())
+            with self.lock:  # type: ignore[union-attr]  # made by Handler.__init__
+                self.stream.write(text + self.terminator)
+                self.flush()
+        except Exception:
+            self.handleError(logging.LogRecord(name, levelno, "", 0, message, None, None))
+
+
+def log_line(logger: logging.Logger, level: int, message: str) -> None:
+    """``logger.log(level, message)`` for a message without arguments, and cheaper.
+
+    When the record would reach one handler only, a ``LoopFlushedHandler`` with a
+    ``LineFormatter`` (as ``configure_logging`` sets up), and no filter, the line is written
+    to that handler directly: the same text, without a ``LogRecord`` and the steps that
+    carry it, which cost a busy worker more than the rest of its access-log line
+    (docs/performance.md). Otherwise the message goes through ``logger.log``."""
+    if not logger.isEnabledFor(level):
+        return
+    handler = _sole_line_handler(logger)
+    if handler is None or level < handler.level or not one_line(message):
+        logger.log(level, message)
+    else:
+        handler.write_line(level, logger.name, message)
+
+
+def _sole_line_handler(logger: logging.Logger) -> LoopFlushedHandler | None:
+    """The one handler a record of ``logger`` would reach, if it is a filterless
+    ``LoopFlushedHandler`` with a ``LineFormatter`` and ``logger`` has no filter."""
+    if logger.filters:
+        return None
+    found: logging.Handler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if found is not None:
+                return None
+            found = handler
+        current = current.parent if current.propagate else None
+    if (
+        isinstance(found, LoopFlushedHandler)
+        and not found.filters
+        and isinstance(found.formatter, LineFormatter)
+    ):
+        return found
+    return None
 
 
 def buffered_stderr() -> TextIO:

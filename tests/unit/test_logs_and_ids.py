@@ -13,7 +13,7 @@ from pathlib import Path
 from uuid import UUID
 
 from cqrs_demo.domain.ids import _uuid_from_int, uuid7
-from cqrs_demo.logs import JournalFormatter, LoopFlushedHandler, TerminalFormatter
+from cqrs_demo.logs import JournalFormatter, LoopFlushedHandler, TerminalFormatter, log_line
 from cqrs_demo.systemd import notify
 
 
@@ -44,6 +44,16 @@ def test_terminal_lines_are_what_the_generic_formatter_writes() -> None:
     for each in [*lines, lines[0]]:  # the last: the same second, from the cache
         assert formatter.format(each) == generic.format(each)
     assert formatter.format(failed).splitlines()[-1] == "ValueError: boom"
+    for each in lines[::2]:  # a line made without a record is the record's line
+        made = formatter.line(each.levelno, each.name, each.getMessage(), each.created)
+        assert made == generic.format(each)
+
+
+def test_a_line_made_without_a_record_is_the_records_line_in_the_journal() -> None:
+    formatter = JournalFormatter()
+    for each in [record(logging.WARNING, "POST /a 409 1.0ms"), record(logging.DEBUG, "x")]:
+        made = formatter.line(each.levelno, each.name, each.getMessage(), each.created)
+        assert made == formatter.format(each)
 
 
 def test_notify_sends_the_state_to_the_notify_socket(tmp_path: Path) -> None:
@@ -147,3 +157,52 @@ def test_a_flush_left_due_by_a_stopped_loop_is_made_by_the_next() -> None:
     flushes = stream.flushes
     asyncio.run(log_and_wait("second loop"))
     assert stream.flushes == flushes + 1
+
+
+def journal_logger(name: str) -> tuple[logging.Logger, io.StringIO]:
+    """A logger of its own (not propagating to the root) with the service's handler."""
+    stream = io.StringIO()
+    handler = LoopFlushedHandler(stream)
+    handler.setFormatter(JournalFormatter())
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger, stream
+
+
+def test_log_line_writes_what_logger_log_writes() -> None:
+    logger, stream = journal_logger("cqrs_demo.test.lines")
+    for level in [logging.INFO, logging.WARNING, logging.ERROR]:
+        logger.log(level, "POST /a%20b 202 1.0ms aggregate=u-1")
+        log_line(logger, level, "POST /a%20b 202 1.0ms aggregate=u-1")
+    logger.log(logging.WARNING, "two\nlines")
+    log_line(logger, logging.WARNING, "two\nlines")  # through the record: a priority each
+    lines = stream.getvalue().splitlines()
+    assert lines == [
+        *["<6>cqrs_demo.test.lines: POST /a%20b 202 1.0ms aggregate=u-1"] * 2,
+        *["<4>cqrs_demo.test.lines: POST /a%20b 202 1.0ms aggregate=u-1"] * 2,
+        *["<3>cqrs_demo.test.lines: POST /a%20b 202 1.0ms aggregate=u-1"] * 2,
+        *["<4>cqrs_demo.test.lines: two", "<4>lines"] * 2,
+    ]
+
+
+def test_log_line_honours_levels_filters_and_other_handlers() -> None:
+    logger, stream = journal_logger("cqrs_demo.test.levels")
+    log_line(logger, logging.DEBUG, "below the logger's level")
+    logger.handlers[0].setLevel(logging.ERROR)
+    log_line(logger, logging.WARNING, "below the handler's level")
+    assert stream.getvalue() == ""
+
+    logger.handlers[0].setLevel(logging.NOTSET)
+    logger.addFilter(lambda each: "secret" not in each.getMessage())
+    log_line(logger, logging.INFO, "a secret line")
+    assert stream.getvalue() == ""
+
+    collected: list[str] = []
+    other = logging.Handler()
+    other.emit = lambda each: collected.append(each.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(other)
+    log_line(logger, logging.INFO, "to both handlers")
+    assert stream.getvalue() == "<6>cqrs_demo.test.levels: to both handlers\n"
+    assert collected == ["to both handlers"]

@@ -7,6 +7,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cqrs_demo.domain.text import printable
+from cqrs_demo.logs import log_line
 
 log = logging.getLogger("cqrs_demo.request")
 
@@ -60,9 +61,8 @@ def log_request(scope: Scope, status: int, seconds: float) -> None:
         value = state.get(name)
         if value is not None:
             details += f" {name}={value}"
-    # The line as the message, not as an argument: no %-formatting step (a '%' in a path
-    # is safe, as a message without arguments is not formatted).
-    log.log(level, f"{_request(scope['method'], path)} {status} {seconds * 1000:.1f}ms{details}")
+    line = f"{_request(scope['method'], path)} {status} {seconds * 1000:.1f}ms{details}"
+    log_line(log, level, line)
 
 
 @functools.lru_cache(maxsize=256)
