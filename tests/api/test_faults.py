@@ -86,6 +86,9 @@ async def test_postgres_stopped_under_load_gives_fast_503s_and_loses_nothing(
     assert tally.gave_up == 0
     assert len(stored) == len(rows), "an idempotency key was stored twice"
     assert stored == tally.acknowledged
-    assert max(tally.unavailable_seconds) < 4.0
+    # Within the short wait (0.5 s) a few times over, never the pool timeout (3 s): the
+    # wait shortens as soon as a closed connection is found, and a PoolTimeout during a
+    # reconnection attempt does not undo "unreachable".
+    assert max(tally.unavailable_seconds) < 2.5
     assert sorted(tally.unavailable_seconds)[len(tally.unavailable_seconds) // 2] < 1.0
     assert " 500 " not in log

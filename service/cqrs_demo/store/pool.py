@@ -77,12 +77,15 @@ class Database:
         """A live connection within ``wait_seconds``. Connections the server closed are dropped
         at once and the next is tried; psycopg_pool's own ``check`` would back off for a
         second, then two, ... after each, longer than a request should wait."""
-        deadline = time.monotonic() + wait_seconds
+        started = time.monotonic()
+        deadline = started + wait_seconds
         while True:
             conn = await self.pool.getconn(timeout=max(0.0, deadline - time.monotonic()))
             if not self._closed_by_server(conn):
                 return conn
+            # The server is going or gone: from now on this wait is the short one too.
             self.unreachable = True
+            deadline = min(deadline, started + UNREACHABLE_WAIT_SECONDS)
             await conn.close()
             await self.pool.putconn(conn)  # closed: the pool discards it and reconnects
 
@@ -103,7 +106,10 @@ class Database:
             finally:
                 await self.pool.putconn(conn)
         except PoolTimeout as error:
-            self.unreachable = self.pool.get_stats().get("pool_size", 0) == 0
+            # No connection at all (not merely none free): unreachable until one is lent.
+            # (A reconnection attempt under way counts in pool_size: never reset from here.)
+            if self.pool.get_stats().get("pool_size", 0) == 0:
+                self.unreachable = True
             raise StoreUnavailable(
                 f"no database connection free after {timeout:.2f} sec"
             ) from error
