@@ -17,7 +17,12 @@ from cqrs_demo.handlers import Appended, IdempotencyKey
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.group_commit import GroupCommit
 from cqrs_demo.store.pool import Database
+from cqrs_demo.store.prepared import PreparedStatement
 from cqrs_demo.store.sql import query
+
+_APPEND_SINGLE_EVENTS = PreparedStatement(
+    b"cqrs_append_single_events", query("append_single_events")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,25 +129,25 @@ class PostgresEventStore:
         self, batch: Sequence[PendingAppend]
     ) -> list[Appended | Exception]:
         """``append_single_events``: for batches that ``_single_events`` accepts."""
-        params = {"batch": encode_json([_single_event_json(command) for command in batch])}
+        params = [encode_json([_single_event_json(command) for command in batch]).encode()]
         async with self._database.connection() as conn:
-            cursor = await conn.execute(query("append_single_events"), params)
-            rows = await cursor.fetchall()
+            rows = await _APPEND_SINGLE_EVENTS.run(conn, params)
         decided = {stream: outcome for stream, *outcome in rows}
         outcomes: list[Appended | Exception] = []
         for command in batch:
-            outcome, based_on_version, stream_version = decided[command.stream]
-            if outcome == "appended":
-                assert isinstance(stream_version, int)
+            outcome, based_on_version, stream_version = decided[command.stream.encode()]
+            if outcome == b"appended":
+                assert stream_version is not None
                 event_ids = (command.events[0].event_id,)
-                outcomes.append(Appended(stream_version, event_ids, command.result))
+                outcomes.append(Appended(int(stream_version), event_ids, command.result))
             else:
-                assert isinstance(based_on_version, int)
-                outcomes.append(await self._conflict(command, based_on_version, stream_version))
+                assert based_on_version is not None
+                version = None if stream_version is None else int(stream_version)
+                outcomes.append(await self._conflict(command, int(based_on_version), version))
         return outcomes
 
     async def _conflict(
-        self, command: PendingAppend, based_on_version: int, stream_version: object
+        self, command: PendingAppend, based_on_version: int, stream_version: int | None
     ) -> Exception:
         """The ``ExpectedVersionMismatch`` of a command ``append_single_events`` refused."""
         if stream_version is None:
@@ -153,7 +158,6 @@ class PostgresEventStore:
                 stream_version = await self.stream_version(command.stream)
             except (StoreError, StoreUnavailable) as error:
                 return error
-        assert isinstance(stream_version, int)
         return ExpectedVersionMismatch(command.stream, based_on_version, stream_version)
 
     async def _write_commands(self, batch: Sequence[PendingAppend]) -> list[Appended | Exception]:

@@ -14,8 +14,8 @@
 -- Each command is decided on its own, and a refused one leaves nothing; any other error
 -- (a duplicate event id, a value too long) aborts the whole statement, and so the batch.
 --
--- Why a plain statement and not a SQL function in a migration: psycopg prepares it on each
--- connection after a few runs and PostgreSQL reuses its plan, where a LANGUAGE sql function
+-- Why a plain statement and not a SQL function in a migration: it is prepared on each
+-- connection (store/prepared.py) and PostgreSQL reuses its plan, where a LANGUAGE sql function
 -- holding an INSERT is never inlined and, before PostgreSQL 18, parses and plans its body
 -- at every call; and a new release needs no schema change for it.
 --
@@ -29,7 +29,7 @@ WITH command AS (
     SELECT c.*,
            coalesce((SELECT max(e.version) FROM events e WHERE e.aggregate_id = c.stream), 0)
                AS head
-    FROM jsonb_to_recordset(%(batch)s::jsonb) AS c (
+    FROM jsonb_to_recordset($1::jsonb) AS c (
         stream TEXT,
         expected_version BIGINT,
         event_id UUID,
