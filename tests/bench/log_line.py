@@ -1,6 +1,7 @@
 """CPU per access-log line, in-process: the service's logging set-up, a line of the
 usual size, into memory, inside an event loop as in a worker (20 lines per loop turn).
-Prints microseconds per line for each output format.
+Prints microseconds per line for each output format, through ``Logger.info`` (a
+``LogRecord`` per line) and through ``logs.log_line`` (what the access log uses).
 
     .venv/bin/python -m tests.bench.log_line
 """
@@ -10,13 +11,13 @@ import io
 import logging
 import time
 
-from cqrs_demo.logs import configure_logging
+from cqrs_demo.logs import configure_logging, log_line
 
 LINES = 100_000
 LINE = "POST /api/commands/order/create 202 4.7ms aggregate=u-1234 version=1 events=1"
 
 
-async def per_line(journal: bool) -> float:
+async def per_line(journal: bool, direct: bool) -> float:
     configure_logging("info", {"JOURNAL_STREAM": "1"} if journal else {})
     handler = logging.getLogger().handlers[0]
     assert isinstance(handler, logging.StreamHandler)
@@ -24,7 +25,10 @@ async def per_line(journal: bool) -> float:
     log = logging.getLogger("cqrs_demo.request")
     started = time.process_time()
     for number in range(LINES):
-        log.info(LINE)
+        if direct:
+            log_line(log, logging.INFO, LINE)
+        else:
+            log.info(LINE)
         if number % 20 == 0:
             await asyncio.sleep(0)  # the end of a loop turn: the lines are flushed
             handler.stream.seek(0)
@@ -34,8 +38,10 @@ async def per_line(journal: bool) -> float:
 
 def main() -> None:
     for journal in (True, False):
-        name = "journal" if journal else "terminal"
-        print(f"{name}: {asyncio.run(per_line(journal)):.2f} us CPU per line ({LINES} lines)")
+        for direct in (False, True):
+            name = ("journal" if journal else "terminal") + (", log_line" if direct else ", info")
+            cpu = asyncio.run(per_line(journal, direct))
+            print(f"{name}: {cpu:.2f} us CPU per line ({LINES} lines)")
 
 
 if __name__ == "__main__":

@@ -62,13 +62,13 @@ async def _round_trip(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
             pgconn.consume_input()
         results: list[pq.abc.PGresult] = []
         while True:
-            pgconn.consume_input()
             while not pgconn.is_busy():
                 result = pgconn.get_result()
                 if result is None:
                     return results
                 results.append(result)
             await _ready(pgconn, writing=False)
+            pgconn.consume_input()
     except psycopg.Error:
         raise  # the connection is broken, and psycopg knows it
     except BaseException:
