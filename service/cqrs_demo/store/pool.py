@@ -110,6 +110,8 @@ class Database:
             # (A reconnection attempt under way counts in pool_size: never reset from here.)
             if self.pool.get_stats().get("pool_size", 0) == 0:
                 self.unreachable = True
+            if self.unreachable:  # the wait was cut short when that was found (_lend)
+                timeout = min(timeout, UNREACHABLE_WAIT_SECONDS)
             raise StoreUnavailable(
                 f"no database connection free after {timeout:.2f} sec"
             ) from error
