@@ -38,12 +38,12 @@ class LineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
-        if record.exc_info or record.exc_text or record.stack_info or not one_line(message):
+        if record.exc_info or record.exc_text or record.stack_info or not _one_line(message):
             return self.format_lines(record)
         return self.line(record.levelno, record.name, message, record.created)
 
 
-def one_line(message: str) -> bool:
+def _one_line(message: str) -> bool:
     return "\n" not in message and "\r" not in message
 
 
@@ -144,7 +144,7 @@ def log_line(logger: logging.Logger, level: int, message: str) -> None:
     if not logger.isEnabledFor(level):
         return
     handler = _sole_line_handler(logger)
-    if handler is None or level < handler.level or not one_line(message):
+    if handler is None or level < handler.level or not _one_line(message):
         logger.log(level, message)
     else:
         handler.write_line(level, logger.name, message)

@@ -49,7 +49,7 @@ class AnswersAtOnce:
         return Appended(1, tuple(event.event_id for event in events), result or {})
 
 
-async def _ready() -> int:
+async def always_ready() -> int:
     return 0
 
 
@@ -99,7 +99,7 @@ def main() -> None:
     configure_logging("info")
     app = build_app(
         store=AnswersAtOnce(),
-        check_ready=_ready,
+        check_ready=always_ready,
         tokens=BearerTokens(()),
         body=BodyRules(limit=65_536, seconds=10.0),
     )

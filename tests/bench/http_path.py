@@ -35,7 +35,7 @@ from cqrs_demo.api.body import BodyRules
 from cqrs_demo.http_protocol import CoalescingHttpToolsProtocol
 from cqrs_demo.localdb import free_port
 from cqrs_demo.logs import configure_logging
-from tests.bench.api_path import AnswersAtOnce, _ready
+from tests.bench.api_path import AnswersAtOnce, always_ready
 
 SCRIPT = Path(__file__).with_name("create_order.lua")
 VARIANTS = ("info", "warning", "trivial")
@@ -58,7 +58,7 @@ def serve(variant: str, port: int) -> None:
     if variant != "trivial":
         app = build_app(
             store=AnswersAtOnce(),
-            check_ready=_ready,
+            check_ready=always_ready,
             tokens=BearerTokens(()),
             body=BodyRules(limit=65_536, seconds=10.0),
         )

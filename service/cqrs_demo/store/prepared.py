@@ -17,11 +17,13 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import pq
-from psycopg.errors import InvalidSqlStatementName, error_from_result
+from psycopg.errors import error_from_result
 
 from cqrs_demo.store.pool import Connection
 
 Row = tuple[bytes | None, ...]
+
+_UNKNOWN_STATEMENT = b"26000"  # invalid_sql_statement_name: not prepared on this connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,7 @@ class PreparedStatement:
         pgconn = conn.pgconn
         pgconn.send_query_prepared(self.name, params)
         results = await _round_trip(pgconn)
-        if _failed(results, InvalidSqlStatementName.sqlstate):
+        if _failed(results, _UNKNOWN_STATEMENT):
             pgconn.send_prepare(self.name, self.sql)
             _check(await _round_trip(pgconn), conn)
             pgconn.send_query_prepared(self.name, params)
@@ -97,10 +99,10 @@ async def _ready(pgconn: pq.abc.PGconn, *, writing: bool) -> None:
             loop.remove_writer(fileno)
 
 
-def _failed(results: list[pq.abc.PGresult], sqlstate: str | None) -> bool:
+def _failed(results: list[pq.abc.PGresult], sqlstate: bytes) -> bool:
     return any(
         result.status == pq.ExecStatus.FATAL_ERROR
-        and result.error_field(pq.DiagnosticField.SQLSTATE) == (sqlstate or "").encode()
+        and result.error_field(pq.DiagnosticField.SQLSTATE) == sqlstate
         for result in results
     )
 
