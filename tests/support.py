@@ -3,6 +3,7 @@
 import asyncio
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -92,9 +94,15 @@ class Service:
 
 @contextmanager
 def running_service(
-    database_url: str, tmp_path: Path, *, wait_ready: bool = True, **settings: str
+    database_url: str,
+    tmp_path: Path,
+    *,
+    wait_ready: bool = True,
+    open_files: int | None = None,
+    **settings: str,
 ) -> Iterator[Service]:
-    """Start ``cqrs-demo serve`` on a free port; stop it (SIGTERM) afterwards."""
+    """Start ``cqrs-demo serve`` on a free port (with an open-file limit of ``open_files``,
+    soft and hard, if given); stop it (SIGTERM) afterwards."""
     port = free_port()
     environ: Mapping[str, str] = {
         **os.environ,
@@ -107,7 +115,11 @@ def running_service(
     log = tmp_path / f"service-{port}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [CQRS_DEMO, "serve"], env=environ, stdout=output, stderr=subprocess.STDOUT
+            [CQRS_DEMO, "serve"],
+            env=environ,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=None if open_files is None else partial(_limit_open_files, open_files),
         )
     service = Service(process, f"http://127.0.0.1:{port}", log)
     try:
@@ -120,6 +132,10 @@ def running_service(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _limit_open_files(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
 def wait_until_ready(service: Service, timeout: float = 30) -> None:

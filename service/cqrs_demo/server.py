@@ -9,11 +9,13 @@ stops the others, and the main process exits 1 so that systemd restarts the serv
 """
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import multiprocessing
 import os
 import queue
+import resource
 import signal
 import socket
 import time
@@ -26,7 +28,7 @@ import uvicorn
 import uvloop
 
 from cqrs_demo.bootstrap import create_app
-from cqrs_demo.http_protocol import CoalescingHttpToolsProtocol
+from cqrs_demo.http_edge import Edge, EdgeLimits, EdgeProtocol
 from cqrs_demo.logs import configure_logging
 from cqrs_demo.settings import Settings
 from cqrs_demo.systemd import notify
@@ -35,10 +37,15 @@ log = logging.getLogger("cqrs_demo.server")
 
 START_TIMEOUT_SECONDS = 60.0
 DRAIN_TIMEOUT_SECONDS = 20.0
+# Files a worker keeps besides its clients' connections and its pool's: the listening
+# socket, the event loop's, its log, the interpreter's, with room to spare.
+FILES_RESERVED = 64
+MAX_URL_BYTES = 8192
 
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT (exit 0) or until a worker fails (exit 1)."""
+    settings = dataclasses.replace(settings, max_connections=connection_budget(settings))
     listener = bind(settings.host, settings.port)
     context = multiprocessing.get_context("spawn")
     ready: Queue[int] = context.Queue()
@@ -61,6 +68,35 @@ def serve(settings: Settings) -> int:
         notify("STOPPING=1")
         _stop(workers)
         listener.close()
+        codes = ", ".join(f"{worker.name} {worker.exitcode}" for worker in workers)
+        log.info("stopped; workers' exit codes: %s", codes)
+
+
+def connection_budget(settings: Settings) -> int:
+    """How many client connections a worker may hold: ``settings.max_connections``, or
+    fewer when the open-file limit (first raised to its hard limit, where allowed) leaves
+    less after the pool and ``FILES_RESERVED``. Past the budget a worker closes idle
+    connections or answers 503 (``http_edge``), never failing to accept one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError):  # the unit's system-call filter refuses it
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return settings.max_connections
+    budget = max(1, soft - settings.pool_max_size - FILES_RESERVED)
+    if budget < settings.max_connections:
+        log.warning(
+            "the open-file limit of %d allows %d client connections per worker, fewer than"
+            " CQRS_MAX_CONNECTIONS=%d (raise LimitNOFILE)",
+            soft,
+            budget,
+            settings.max_connections,
+        )
+        return budget
+    return settings.max_connections
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -86,10 +122,16 @@ def run_worker(settings: Settings, listener: socket.socket, ready: "Queue[int]")
     # traceback. Ignored here, the re-raise is a no-op; uvicorn still catches the signal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(settings.log_level)
+    limits = EdgeLimits(
+        max_connections=settings.max_connections,
+        head_bytes=settings.head_limit,
+        url_bytes=min(MAX_URL_BYTES, settings.head_limit // 2),
+        head_seconds=settings.head_timeout,
+    )
     config = uvicorn.Config(
         create_app(settings),
         lifespan="on",
-        http=CoalescingHttpToolsProtocol,
+        http=EdgeProtocol.serving(Edge(limits)),
         access_log=False,
         log_config=None,
         server_header=False,
@@ -98,6 +140,14 @@ def run_worker(settings: Settings, listener: socket.socket, ready: "Queue[int]")
         timeout_keep_alive=30,
     )
     server = uvicorn.Server(config)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    # uvicorn catches SIGTERM while it serves, drains, and then raises it again for the
+    # handler it replaced; the default one would end the worker there, its last log lines
+    # unwritten. This one asks for a stop (before uvicorn serves, or a no-op after it).
+    signal.signal(signal.SIGTERM, stop)
 
     async def main() -> None:
         serving = asyncio.create_task(server.serve(sockets=[listener]))
@@ -115,6 +165,9 @@ def run_worker(settings: Settings, listener: socket.socket, ready: "Queue[int]")
     uvloop.run(main())
     if not server.started:
         raise SystemExit(3)
+    log.info("worker stopped: in-flight requests answered, pool closed")
+    for handler in logging.getLogger().handlers:
+        handler.flush()  # outside the loop: written now
 
 
 async def _stop_when_orphaned(server: uvicorn.Server) -> None:

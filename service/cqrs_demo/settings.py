@@ -36,6 +36,9 @@ class Settings:
     group_commit_overlap_ms: int = 2
     body_limit: int = 65_536
     body_timeout: float = 10.0
+    max_connections: int = 4096  # per worker
+    head_limit: int = 16_384
+    head_timeout: float = 10.0
     idempotency_retention_hours: int = 24
     tokens: tuple[tuple[str, bytes], ...] = ()  # (name, SHA-256 of the token); () = open
     log_level: str = "info"
@@ -107,6 +110,11 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         ),
         body_limit=_get(environ, "CQRS_BODY_LIMIT", _integer(1024, 16 << 20), default.body_limit),
         body_timeout=_get(environ, "CQRS_BODY_TIMEOUT", _seconds, default.body_timeout),
+        max_connections=_get(
+            environ, "CQRS_MAX_CONNECTIONS", _integer(16, 1_000_000), default.max_connections
+        ),
+        head_limit=_get(environ, "CQRS_HEAD_LIMIT", _integer(4096, 1 << 20), default.head_limit),
+        head_timeout=_get(environ, "CQRS_HEAD_TIMEOUT", _seconds, default.head_timeout),
         idempotency_retention_hours=_get(
             environ,
             "CQRS_IDEMPOTENCY_RETENTION_HOURS",

@@ -9,6 +9,8 @@ alternated ``--rounds`` times:
 
 - ``info``: as the service runs (access log at INFO, in the journal's format, to a file);
 - ``warning``: the same with the log level at WARNING (no access-log line);
+- ``unguarded``: as ``info``, on the protocol without the HTTP edge's limits
+  (``http_edge``): what the limits cost;
 - ``trivial``: a bare ASGI app answering 202 on the same uvicorn and protocol (the floor).
 
     .venv/bin/python -m tests.bench.http_path [--variants info,warning,trivial]
@@ -32,13 +34,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cqrs_demo.api.app import build_app
 from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
+from cqrs_demo.http_edge import Edge, EdgeLimits, EdgeProtocol
 from cqrs_demo.http_protocol import CoalescingHttpToolsProtocol
 from cqrs_demo.localdb import free_port
 from cqrs_demo.logs import configure_logging
 from tests.bench.api_path import AnswersAtOnce, always_ready
 
 SCRIPT = Path(__file__).with_name("create_order.lua")
-VARIANTS = ("info", "warning", "trivial")
+VARIANTS = ("info", "warning", "unguarded", "trivial")
 
 
 async def _trivial(scope: Scope, receive: Receive, send: Send) -> None:
@@ -62,13 +65,17 @@ def serve(variant: str, port: int) -> None:
             tokens=BearerTokens(()),
             body=BodyRules(limit=65_536, seconds=10.0),
         )
+    limits = EdgeLimits(max_connections=4096, head_bytes=16_384, url_bytes=8192, head_seconds=10)
+    protocol = CoalescingHttpToolsProtocol
+    if variant != "unguarded":
+        protocol = EdgeProtocol.serving(Edge(limits))
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=port,
         loop="none",
         lifespan="off",
-        http=CoalescingHttpToolsProtocol,
+        http=protocol,
         access_log=False,
         log_config=None,
         server_header=False,

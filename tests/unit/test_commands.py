@@ -1,5 +1,6 @@
 """Validation of ``CreateOrder``: every rule, every failing field named, never a float."""
 
+import unicodedata
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -93,6 +94,27 @@ def test_total_price_stays_the_exact_decimal_sent(text: str) -> None:
     assert str(command.total_price) == str(Decimal(text))
 
 
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("0E-16384", "0.000000"),  # PostgreSQL's numeric takes at most 16,383 places
+        ("0E-16383", "0.000000"),  # taken, as a 16 KB number
+        ("1." + "0" * 20_000, "1.000000"),
+        ("12.5" + "0" * 19, "12.5" + "0" * 19),  # 20 places: kept as written
+        ("12.5" + "0" * 20, "12.500000"),
+        ("0E+1001", "0"),  # beyond numeric's exponents
+        ("0E+1000000", "0"),
+        ("-0.00", "0.00"),
+    ],
+)
+def test_a_price_written_past_what_postgresql_takes_is_kept_at_six_places(
+    text: str, kept: str
+) -> None:
+    command = parse_create_order({**VALID, "total_price": Decimal(text)})
+    assert command.total_price == Decimal(text)
+    assert str(command.total_price) == kept
+
+
 def test_an_integral_number_is_an_integer_as_in_json_schema() -> None:
     command = parse_create_order(
         {**VALID, "quantity": Decimal("2.0"), "expected_version": Decimal("3E0")}
@@ -106,18 +128,38 @@ def test_integer_and_negative_zero_prices_are_accepted() -> None:
     assert not parse_create_order({**VALID, "total_price": Decimal("-0")}).total_price.is_signed()
 
 
+FORBIDDEN = (
+    "user_id must not contain control characters, bidirectional overrides or lone surrogates"
+)
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
         (5, "user_id must be a string"),
         ("u" * 256, "user_id must be at most 255 characters, got 256"),
-        ("a\x00b", "user_id must not contain control characters or lone surrogates"),
-        ("a\nb", "user_id must not contain control characters or lone surrogates"),
-        ("\ud800", "user_id must not contain control characters or lone surrogates"),
+        ("a\x00b", f"{FORBIDDEN}; found U+0000 at character 2"),
+        ("a\nb", f"{FORBIDDEN}; found U+000A at character 2"),
+        ("\ud800", f"{FORBIDDEN}; found U+D800 at character 1"),
+        ("abc\x7f", f"{FORBIDDEN}; found U+007F at character 4"),
+        # C1 controls (category Cc, like C0) and the bidirectional overrides and isolates.
+        ("a\x85", f"{FORBIDDEN}; found U+0085 at character 2"),
+        ("\x9b[2J", f"{FORBIDDEN}; found U+009B at character 1"),
+        ("user\u202etxt.exe", f"{FORBIDDEN}; found U+202E at character 5"),
+        ("a\u2066b", f"{FORBIDDEN}; found U+2066 at character 2"),
     ],
 )
 def test_identifiers_are_short_printable_strings(value: object, message: str) -> None:
     assert refused({**VALID, "user_id": value}) == {"user_id": message}
+
+
+def test_every_control_character_is_refused_in_identifiers() -> None:
+    controls = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cc"]
+    assert len(controls) == 65
+    for control in controls:
+        assert "user_id" in refused({**VALID, "user_id": f"a{control}b"})
+    # Other characters outside the printable set are stored as given (log lines escape them).
+    assert parse_create_order({**VALID, "user_id": "a\u200bb\u00adc"}).user_id == "a\u200bb\u00adc"
 
 
 def test_a_unicode_identifier_of_255_characters_is_accepted() -> None:

@@ -12,7 +12,8 @@ from cqrs_demo.logs import log_line
 log = logging.getLogger("cqrs_demo.request")
 
 _QUIET_PATHS = frozenset({"/healthz", "/readyz"})
-# What an endpoint may leave in scope["state"] for the line; never a payload value.
+# What an endpoint may leave in scope["state"] for the line; never a payload value. Text
+# among them (an aggregate id) is the client's: shown escaped, as paths are.
 _DETAILS = ("aggregate", "version", "events", "client")
 
 
@@ -59,7 +60,9 @@ def log_request(scope: Scope, status: int, seconds: float) -> None:
     details = ""
     for name in _DETAILS:
         value = state.get(name)
-        if value is not None:
+        if isinstance(value, str):
+            details += f" {name}={printable(value, 255)}"
+        elif value is not None:
             details += f" {name}={value}"
     line = f"{_request(scope['method'], path)} {status} {seconds * 1000:.1f}ms{details}"
     log_line(log, level, line)

@@ -4,7 +4,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import NoReturn
 
 from starlette.types import Message, Receive, Scope
@@ -35,12 +35,14 @@ async def read_json_object(
 ) -> dict[str, object]:
     """The body as a JSON object. Numbers with a fraction or exponent become ``Decimal``.
 
-    Refuses (``Problem``): a content type other than JSON (415), a body over ``rules.limit`` bytes
-    (413, before reading it all), a body not received within ``rules.seconds`` (408), a
-    body that is not UTF-8 JSON, has duplicate keys, NaN or Infinity, nesting too deep or
-    numbers too long, or is not an object (400).
+    Refuses (``Problem``): a content type other than JSON or a content coding other than
+    ``identity`` (415), a body over ``rules.limit`` bytes (413, before reading it all), a
+    body not received within ``rules.seconds`` (408), a body that is not UTF-8 JSON, has
+    duplicate keys, NaN or Infinity, nesting too deep, numbers too long or with an exponent
+    beyond any decimal's, or is not an object (400).
     """
     _check_content_type(headers.get(b"content-type"))
+    _check_content_encoding(headers.get(b"content-encoding"))
     body = await _receive_body(receive, headers.get(b"content-length"), rules)
     text = _decode(body)
     try:
@@ -80,6 +82,20 @@ def _check_content_type(header: bytes | None) -> None:
                 "Content-Type charset must be utf-8",
                 headers={"Accept-Post": "application/json"},
             )
+
+
+def _check_content_encoding(header: bytes | None) -> None:
+    """Bodies are read as sent: a coding we would not undo (gzip, ...) is refused by name
+    rather than read as JSON (RFC 9110, section 15.5.16)."""
+    if header is None:
+        return
+    coding = header.decode("latin-1").strip().lower()
+    if coding not in ("", "identity"):
+        raise Problem(
+            415,
+            f"Content-Encoding {printable(coding)} is not supported; send the body unencoded",
+            headers={"Accept-Encoding": "identity"},
+        )
 
 
 async def _receive_body(receive: Receive, declared: bytes | None, rules: BodyRules) -> bytes:
@@ -148,6 +164,13 @@ class _Refused(ValueError):
     """Valid to Python's parser, refused by JSON (RFC 8259) or by us."""
 
 
+def _decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # an exponent beyond what any Decimal holds
+        raise _Refused(f"the number {printable(text, 40)} is out of range") from None
+
+
 def _refuse_constant(name: str) -> NoReturn:
     raise _Refused(f"{name} is not a JSON number")
 
@@ -162,7 +185,7 @@ def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, obj
 
 
 _DECODER = json.JSONDecoder(
-    parse_float=Decimal,
+    parse_float=_decimal,
     parse_constant=_refuse_constant,
     object_pairs_hook=_object_without_duplicates,
 )

@@ -28,8 +28,10 @@ _TITLES = {
     408: "Request Timeout",
     409: "Conflict",
     413: "Content Too Large",
+    414: "URI Too Long",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -56,16 +58,23 @@ class Problem(Exception):
 
 
 def problem_response(problem: Problem) -> Response:
+    body = problem_body(problem.status, problem.detail, problem.problem_type, **problem.extensions)
+    return Response(body, problem.status, headers=problem.headers, media_type=PROBLEM_JSON)
+
+
+def problem_body(
+    status: int, detail: str, problem_type: str = "about:blank", **extensions: object
+) -> bytes:
+    """The JSON of a problem (RFC 9457): ``type``, ``title``, ``status``, ``detail``, then
+    the extension members."""
     body = {
-        "type": problem.problem_type,
-        "title": _TITLES.get(problem.status, "Error"),
-        "status": problem.status,
-        "detail": problem.detail,
-        **problem.extensions,
+        "type": problem_type,
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        **extensions,
     }
-    return Response(
-        orjson.dumps(body), problem.status, headers=problem.headers, media_type=PROBLEM_JSON
-    )
+    return orjson.dumps(body)
 
 
 def as_problem(error: Exception) -> Problem:
@@ -75,9 +84,12 @@ def as_problem(error: Exception) -> Problem:
             return error
         case InvalidCommand():
             errors = [{"field": e.field, "message": e.message} for e in error.errors]
-            return Problem(
+            problem = Problem(
                 400, str(error), problem_type="urn:cqrs-demo:invalid-command", errors=errors
             )
+            if error.unlisted:
+                problem.extensions["unlisted_errors"] = error.unlisted
+            return problem
         case ExpectedVersionMismatch():
             return Problem(
                 409,

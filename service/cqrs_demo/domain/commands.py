@@ -22,12 +22,20 @@ MAX_ID_LENGTH = 255
 MAX_QUANTITY = 2_147_483_647
 MAX_TOTAL_PRICE = Decimal(10) ** 15
 MAX_PRICE_DECIMALS = 6
+# Decimal places of a price kept as written (trailing zeros included); see _stored_price.
+MAX_KEPT_SCALE = 20
 MAX_VERSION = 2**63 - 1
 
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?P<fraction>\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
 )
-_FORBIDDEN_CHARACTERS = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+# Every control character (Unicode category Cc: C0, DEL and C1), the bidirectional
+# embeddings, overrides and isolates (which make text display in another order than it is
+# stored, "Trojan Source"), and lone surrogates (which PostgreSQL's jsonb refuses).
+_FORBIDDEN_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# Unknown fields named in one answer; the rest are counted (a body of thousands of
+# unknown keys must not get an answer many times its size).
+MAX_UNKNOWN_FIELDS_LISTED = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +72,10 @@ class CreateOrder:
 
 def parse_create_order(fields: Mapping[str, object]) -> CreateOrder:
     """Validate a decoded JSON object into a ``CreateOrder``; raise ``InvalidCommand``."""
+    unknown = [name for name in fields if name not in _PARSERS]
     errors = [
         FieldError(printable(name), f"unknown field: {printable(name)}")
-        for name in fields
-        if name not in _PARSERS
+        for name in unknown[:MAX_UNKNOWN_FIELDS_LISTED]
     ]
     values: dict[str, Any] = {}
     for name, parse in _PARSERS.items():
@@ -76,7 +84,7 @@ def parse_create_order(fields: Mapping[str, object]) -> CreateOrder:
         except _FieldRefused as refused:
             errors.append(FieldError(name, str(refused)))
     if errors:
-        raise InvalidCommand(errors)
+        raise InvalidCommand(errors, unlisted=max(0, len(unknown) - MAX_UNKNOWN_FIELDS_LISTED))
     return CreateOrder(**values)
 
 
@@ -91,8 +99,12 @@ def _identifier(name: str, value: object) -> str:
         raise _FieldRefused(f"{name} must be a string")
     if len(value) > MAX_ID_LENGTH:
         raise _FieldRefused(f"{name} must be at most {MAX_ID_LENGTH} characters, got {len(value)}")
-    if _FORBIDDEN_CHARACTERS.search(value):
-        raise _FieldRefused(f"{name} must not contain control characters or lone surrogates")
+    found = _FORBIDDEN_CHARACTERS.search(value)
+    if found:
+        raise _FieldRefused(
+            f"{name} must not contain control characters, bidirectional overrides or lone"
+            f" surrogates; found U+{ord(found[0]):04X} at character {found.start() + 1}"
+        )
     return value
 
 
@@ -131,7 +143,22 @@ def _total_price(name: str, value: object) -> Decimal:
         raise _FieldRefused(f"{name} must be less than {MAX_TOTAL_PRICE:f}")
     if _decimal_places(price) > MAX_PRICE_DECIMALS:
         raise _FieldRefused(f"{name} must have at most {MAX_PRICE_DECIMALS} decimal places")
-    return abs(price)  # -0 becomes 0
+    return _stored_price(price)
+
+
+def _stored_price(price: Decimal) -> Decimal:
+    """``price`` (valid) as sent, unless its written form is one PostgreSQL refuses or keeps
+    bloated: past ``MAX_KEPT_SCALE`` decimal places (all zeros after the sixth, by then) it
+    is cut to six (``0E-16384`` would be refused, ``1.000…`` with 16,000 zeros kept as a
+    16 KB number), and a zero's positive exponent is dropped (``0E+1001`` is refused). The
+    value stays exact either way; ``-0`` becomes ``0``."""
+    exponent = price.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite, checked by the caller
+    if exponent < -MAX_KEPT_SCALE:
+        return abs(price).quantize(Decimal(1).scaleb(-MAX_PRICE_DECIMALS))
+    if exponent > 0 and price == 0:
+        return Decimal(0)
+    return abs(price)
 
 
 def _decimal_places(number: Decimal) -> int:

@@ -12,11 +12,16 @@ class FieldError:
 
 
 class InvalidCommand(Exception):
-    """The command's fields break its rules; ``errors`` lists every failing field."""
+    """The command's fields break its rules; ``errors`` lists the failing fields, all but
+    ``unlisted`` of them (unknown fields past the first few are only counted)."""
 
-    def __init__(self, errors: list[FieldError]) -> None:
-        super().__init__("; ".join(error.message for error in errors))
+    def __init__(self, errors: list[FieldError], *, unlisted: int = 0) -> None:
+        messages = [error.message for error in errors]
+        if unlisted:
+            messages.append(f"and {unlisted} more unknown fields")
+        super().__init__("; ".join(messages))
         self.errors = tuple(errors)
+        self.unlisted = unlisted
 
 
 class ExpectedVersionMismatch(Exception):

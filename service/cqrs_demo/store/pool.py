@@ -17,6 +17,12 @@ Connection = AsyncConnection[tuple[object, ...]]
 # long enough to pick up a connection the pool re-established, short enough that clients
 # get their 503 at once instead of one full pool timeout each.
 UNREACHABLE_WAIT_SECONDS = 0.5
+# How long the pool keeps retrying to replace one lost connection before it gives the slot
+# up. psycopg_pool retries after 1 s, 2 s, 4 s, ...: kept up through a long outage, those
+# waits leave the service refusing requests for seconds after the server is back. Given up
+# after two tries instead, a slot is tried again as soon as a request waits for one (the
+# pool grows on demand, at once), so the first request after an outage reconnects.
+RECONNECT_GIVE_UP_SECONDS = 0.5
 
 
 class Database:
@@ -25,7 +31,9 @@ class Database:
     Autocommit: every append is one statement (see ``append_events``), so one round trip is
     one transaction. ``timeout`` bounds how long a request waits for a connection; while the
     server is unreachable the wait is ``UNREACHABLE_WAIT_SECONDS`` instead. The pool
-    reconnects in the background, so the service recovers by itself.
+    reconnects in the background while connections are lost, and on demand once it has
+    given them up (``RECONNECT_GIVE_UP_SECONDS``), so the service recovers by itself, with
+    the first request after the server is back.
     """
 
     def __init__(self, conninfo: str, *, min_size: int, max_size: int, timeout: float) -> None:
@@ -34,6 +42,7 @@ class Database:
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
+            reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
             open=False,
             kwargs={"autocommit": True, "application_name": "cqrs-demo"},
             name="cqrs-demo",

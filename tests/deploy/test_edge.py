@@ -1,0 +1,109 @@
+"""The installed unit's HTTP edge, with its real limits: the open-file limit systemd gives
+the workers, an idle crowd larger than systemd's default of 1,024 files, a head over the
+16 KiB limit. (The API tests try every limit on a service of their own with small ones.)
+"""
+
+import resource
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.deploy.hosts import Host
+from tests.deploy.test_appliance import post_order, unique
+from tests.http_wire import (
+    address,
+    closed_by_server,
+    exchange,
+    get,
+    head_of,
+    idle_connections,
+    read_until_closed,
+)
+from tests.support import require
+
+pytestmark = pytest.mark.deploy
+
+CROWD = 1100
+HEAD_LIMIT = 16_384  # CQRS_HEAD_LIMIT's default
+HEAD_SECONDS = 10  # cqrs_demo_head_timeout's default
+
+
+def service_pids(host: Host) -> list[int]:
+    """The main process and the workers of cqrs-demo.service."""
+    group = host.run("systemctl show -p ControlGroup --value cqrs-demo").strip()
+    return [int(pid) for pid in host.run(f"cat /sys/fs/cgroup{group}/cgroup.procs").split()]
+
+
+def journal_since(host: Host, since: str, text: str, timeout: float = 5) -> str:
+    """The service's journal since ``since`` (seconds since the epoch), read again until
+    it holds ``text`` (lines reach the journal a moment after the event) or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        journal = host.run(f"journalctl -u cqrs-demo --since @{since} -o cat --no-pager")
+        if text in journal or time.monotonic() > deadline:
+            return journal
+        time.sleep(0.2)
+
+
+def test_every_process_of_the_unit_may_open_65536_files(host: Host) -> None:
+    pids = service_pids(host)
+    assert len(pids) >= 2, pids  # the main process and at least one worker
+    for pid in pids:
+        limits = host.run(f"grep 'Max open files' /proc/{pid}/limits").split()
+        assert limits[3:5] == ["65536", "65536"], (pid, limits)
+
+
+def test_an_idle_crowd_leaves_the_service_serving_and_is_closed_in_time(host: Host) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    require(hard >= CROWD + 200, f"an open-file hard limit of {CROWD + 200} (the test's sockets)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, CROWD + 200), hard))
+    since = host.run("date +%s").strip()
+    with idle_connections(host.url, CROWD) as crowd:
+        opened = time.monotonic()
+        for _ in range(3):
+            assert get(host.url, "/healthz").status == 200
+        status, body = post_order(host, unique("crowd"))
+        assert status == 202, body
+        # Nothing sent: each is closed once the head timeout has passed.
+        while time.monotonic() - opened < HEAD_SECONDS + 10:
+            still_open = [conn for conn in crowd if not closed_by_server(conn)]
+            if not still_open:
+                break
+            time.sleep(0.5)
+        closed_after = time.monotonic() - opened
+    assert not still_open, f"{len(still_open)} of {CROWD} still open after {closed_after:.0f} s"
+    assert closed_after >= HEAD_SECONDS - 1
+    line = f"that sent nothing for {HEAD_SECONDS} s"
+    assert line in journal_since(host, since, line)
+
+
+def test_a_head_over_16_kib_is_a_431_and_a_64_mb_one_stalls_nobody(host: Host) -> None:
+    assert [answer.status for answer in exchange(host.url, head_of(HEAD_LIMIT))] == [200]
+    answers = exchange(host.url, head_of(HEAD_LIMIT + 1))
+    assert [answer.status for answer in answers] == [431]
+    assert answers[0].problem()["status"] == 431
+
+    def send_huge_head() -> None:
+        with socket.create_connection(address(host.url)) as conn:
+            try:
+                conn.sendall(b"GET / HTTP/1.1\r\nX-Pad: ")
+                for _ in range(64):
+                    conn.sendall(b"a" * (1 << 20))
+            except OSError:
+                pass  # closed by the service once refused
+            read_until_closed(conn, 5)
+
+    sender = threading.Thread(target=send_huge_head)
+    sender.start()
+    served_in = []
+    for _ in range(5):
+        started = time.monotonic()
+        assert get(host.url, "/healthz").status == 200
+        served_in.append(time.monotonic() - started)
+    sender.join(30)
+    assert not sender.is_alive()
+    # The stall this guards against was 5 s for one 64 MB head; 1 s is far above a probe's
+    # time on a loaded 2-core machine.
+    assert max(served_in) < 1.0, served_in
