@@ -107,3 +107,17 @@ def test_a_head_over_16_kib_is_a_431_and_a_64_mb_one_stalls_nobody(host: Host) -
     # The stall this guards against was 5 s for one 64 MB head; 1 s is far above a probe's
     # time on a loaded 2-core machine.
     assert max(served_in) < 1.0, served_in
+
+
+def test_a_restart_logs_every_worker_to_its_end(host: Host) -> None:
+    since = host.run("date +%s").strip()
+    host.run("systemctl restart cqrs-demo", timeout=120)
+    last = "stopped; workers' exit codes: worker-0 0"
+    journal = journal_since(host, since, last)
+    # Each worker's last lines reach the journal (they were lost when uvicorn's re-raised
+    # SIGTERM ended the worker), then the main process names every worker's exit code.
+    assert "Application shutdown complete." in journal, journal
+    assert "worker stopped: in-flight requests answered, pool closed" in journal, journal
+    assert last in journal, journal
+    status, body = post_order(host, unique("after_restart"))
+    assert status == 202, body

@@ -15,6 +15,8 @@ def test_defaults() -> None:
     assert (settings.pool_min_size, settings.pool_max_size) == (5, 25)
     assert settings.workers >= 1
     assert settings.body_limit == 65536
+    assert (settings.max_connections, settings.head_limit) == (4096, 16384)
+    assert settings.head_timeout == 10.0
     assert "host=db.example" in settings.conninfo
 
 
@@ -47,6 +49,15 @@ def test_password_comes_from_the_file_and_never_from_repr(tmp_path: Path) -> Non
         ({**URL, "CQRS_POOL_TIMEOUT": "0"}, "CQRS_POOL_TIMEOUT='0' is invalid"),
         ({**URL, "CQRS_LOG_LEVEL": "loud"}, "CQRS_LOG_LEVEL='loud' is invalid"),
         ({**URL, "CQRS_HOST": "a b"}, "CQRS_HOST='a b' is invalid"),
+        (
+            {**URL, "CQRS_MAX_CONNECTIONS": "8"},
+            "CQRS_MAX_CONNECTIONS='8' is invalid: must be between 16 and 1000000",
+        ),
+        (
+            {**URL, "CQRS_HEAD_LIMIT": "1024"},
+            "CQRS_HEAD_LIMIT='1024' is invalid: must be between 4096 and 1048576",
+        ),
+        ({**URL, "CQRS_HEAD_TIMEOUT": "soon"}, "CQRS_HEAD_TIMEOUT='soon' is invalid"),
         (
             {**URL, "CQRS_DATABASE_PASSWORD_FILE": "/nonexistent/pw"},
             "CQRS_DATABASE_PASSWORD_FILE cannot be read: /nonexistent/pw",
