@@ -4,6 +4,7 @@ requests, garbage, heads split anywhere, connections that say nothing."""
 import json
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -121,3 +122,34 @@ def closed_by_server(conn: socket.socket) -> bool:
         return True
     finally:
         conn.setblocking(True)
+
+
+def probes_during_a_huge_head(
+    url: str, megabytes: int, probes: int = 5
+) -> tuple[list[float], bytes]:
+    """Send a head of ``megabytes`` MB that never ends, from a thread; meanwhile time
+    ``probes`` GETs of /healthz on connections of their own (each must answer 200). Returns
+    the probes' seconds and what the huge head's connection received."""
+    received: list[bytes] = [b""]
+
+    def send() -> None:
+        with socket.create_connection(address(url)) as conn:
+            try:
+                conn.sendall(b"GET / HTTP/1.1\r\nX-Pad: ")
+                chunk = b"a" * (1 << 20)
+                for _ in range(megabytes):
+                    conn.sendall(chunk)
+            except OSError:
+                pass  # the server closed the connection once it had refused the head
+            received[0] = read_until_closed(conn, 5)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    seconds = []
+    for _ in range(probes):
+        started = time.monotonic()
+        assert get(url, "/healthz").status == 200
+        seconds.append(time.monotonic() - started)
+    sender.join(30)
+    assert not sender.is_alive(), "the huge head was still being sent after 30 s"
+    return seconds, received[0]

@@ -11,7 +11,6 @@ import re
 import resource
 import signal
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from tests.http_wire import (
     head_of,
     idle_connections,
     parse_answers,
+    probes_during_a_huge_head,
     read_until_closed,
 )
 from tests.support import Service, new_database, require, running_service
@@ -188,28 +188,7 @@ def worker_memory_kib(service: Service) -> int:
 
 def test_a_64_mb_head_costs_the_workers_no_memory_and_others_no_time(edge: Service) -> None:
     before = worker_memory_kib(edge)
-    refused: list[bytes] = []
-
-    def send_huge_head() -> None:
-        with socket.create_connection(address(edge.url)) as conn:
-            try:
-                conn.sendall(b"GET / HTTP/1.1\r\nX-Pad: ")
-                chunk = b"a" * (1 << 20)
-                for _ in range(64):
-                    conn.sendall(chunk)
-            except OSError:
-                pass  # the server closed the connection once it had refused the head
-            refused.append(read_until_closed(conn, 5))
-
-    sender = threading.Thread(target=send_huge_head)
-    sender.start()
-    served_in = []
-    for _ in range(5):
-        started = time.monotonic()
-        assert get(edge.url, "/healthz").status == 200
-        served_in.append(time.monotonic() - started)
-    sender.join(30)
-    assert not sender.is_alive()
+    served_in, received = probes_during_a_huge_head(edge.url, 64)
     grown = worker_memory_kib(edge) - before
     # Unbounded, the head was held whole (about 95 MB for 32 MB sent) and parsing it stalled
     # the worker for seconds; refused at 4 KiB, it is read and dropped in 64 KiB reads.
@@ -217,7 +196,7 @@ def test_a_64_mb_head_costs_the_workers_no_memory_and_others_no_time(edge: Servi
     # Generous for a loaded 2-core machine; the stall it guards against was 5 s or more.
     assert max(served_in) < 1.0, served_in
     # The client may not read the 431: its unread megabytes can make the close a reset.
-    assert not refused[0] or parse_answers(refused[0])[0].status == 431
+    assert not received or parse_answers(received)[0].status == 431
 
 
 def test_a_long_url_is_a_414(edge: Service) -> None:
