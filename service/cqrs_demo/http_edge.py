@@ -29,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCy
 from cqrs_demo.api.problems import problem_body
 from cqrs_demo.domain.text import printable
 from cqrs_demo.http_protocol import CoalescingHttpToolsProtocol
+from cqrs_demo.logs import BurstLog
 
 log = logging.getLogger("cqrs_demo.http")
 
@@ -50,27 +51,6 @@ class EdgeLimits:
     head_seconds: float
 
 
-class LimitLog:
-    """Warnings for limits hit: the first of a kind in a window of ``LOG_WINDOW_SECONDS``
-    in full, the others counted in one line when the window ends."""
-
-    def __init__(self) -> None:
-        self._since_line: dict[str, int] = {}
-
-    def hit(self, kind: str, message: str) -> None:
-        if kind in self._since_line:
-            self._since_line[kind] += 1
-            return
-        log.warning("%s", message)
-        self._since_line[kind] = 0
-        asyncio.get_running_loop().call_later(LOG_WINDOW_SECONDS, self._end_window, kind)
-
-    def _end_window(self, kind: str) -> None:
-        count = self._since_line.pop(kind)
-        if count:
-            log.warning("%s: %d more in the last %.0f s", kind, count, LOG_WINDOW_SECONDS)
-
-
 class Edge:
     """One worker's connections: those without a request in flight, longest waiting first,
     and the log of limits hit. Made for a worker, shared by its connections.
@@ -84,7 +64,7 @@ class Edge:
     def __init__(self, limits: EdgeLimits) -> None:
         self.limits = limits
         self.waiting: dict[EdgeProtocol, None] = {}  # insertion-ordered: oldest first
-        self.log = LimitLog()
+        self.log = BurstLog(log, LOG_WINDOW_SECONDS)
         self.sweep_seconds = min(1.0, limits.head_seconds / 4)
         self._sweeping = False
 

@@ -172,6 +172,30 @@ def _sole_line_handler(logger: logging.Logger) -> LoopFlushedHandler | None:
     return None
 
 
+class BurstLog:
+    """Warnings that may come in bursts (a flood of clients passing a limit): the first of a
+    kind in a window of ``window`` seconds is logged in full, the others counted in one line
+    when the window ends. Used inside a running event loop."""
+
+    def __init__(self, logger: logging.Logger, window: float) -> None:
+        self._logger = logger
+        self._window = window
+        self._since_line: dict[str, int] = {}
+
+    def hit(self, kind: str, message: str) -> None:
+        if kind in self._since_line:
+            self._since_line[kind] += 1
+            return
+        self._logger.warning("%s", message)
+        self._since_line[kind] = 0
+        asyncio.get_running_loop().call_later(self._window, self._end_window, kind)
+
+    def _end_window(self, kind: str) -> None:
+        count = self._since_line.pop(kind)
+        if count:
+            self._logger.warning("%s: %d more in the last %g s", kind, count, self._window)
+
+
 def buffered_stderr() -> TextIO:
     """Standard error with a buffer of its own (``sys.stderr`` writes every line at once)."""
     raw = io.FileIO(sys.stderr.fileno(), "w", closefd=False)

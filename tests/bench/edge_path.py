@@ -36,7 +36,7 @@ VARIANTS = ("edge", "unguarded", "h11")
 
 
 class NullTransport(asyncio.Transport):
-    """Takes every write, reports a peer, never closes."""
+    """Takes every write, reports a peer, closes nothing."""
 
     def write(self, data: Any) -> None:
         pass
@@ -55,6 +55,9 @@ class NullTransport(asyncio.Transport):
 
     def get_write_buffer_size(self) -> int:
         return 0
+
+    def close(self) -> None:
+        pass
 
 
 async def _accepted(scope: Scope, receive: Receive, send: Send) -> None:
