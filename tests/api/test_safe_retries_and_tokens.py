@@ -103,7 +103,7 @@ async def test_a_duplicate_while_the_first_is_in_flight_is_a_409(
 def test_a_malformed_idempotency_key_is_a_400(service: Service, key: bytes) -> None:
     with service.client() as client:
         response = client.post(
-            CREATE, json=order(fresh("badkey")), headers={"Idempotency-Key": key}
+            CREATE, json=order(fresh("badkey")), headers={b"Idempotency-Key": key}
         )
     assert response.status_code == 400
     assert response.json()["detail"] == (

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from cqrs_demo.domain.errors import ExpectedVersionMismatch
-from cqrs_demo.domain.events import OrderCreated
+from cqrs_demo.domain.events import DomainEvent, OrderCreated
 from cqrs_demo.domain.ids import uuid7
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
@@ -160,7 +160,7 @@ async def test_a_failure_on_the_second_event_leaves_no_row(
     store: PostgresEventStore, database_url: str
 ) -> None:
     stream = new_stream()
-    events = [order(stream), OddEvent(uuid7(), datetime.now(UTC))]
+    events: list[DomainEvent] = [order(stream), OddEvent(uuid7(), datetime.now(UTC))]
     with pytest.raises(StoreError, match="StringDataRightTruncation"):
         await store.append_events(stream, events, expected_version=0, metadata={})
     assert await rows(database_url, stream) == []

@@ -187,6 +187,17 @@ def test_log_line_writes_what_logger_log_writes() -> None:
     ]
 
 
+class Collecting(logging.Handler):
+    """A handler that keeps the messages it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def test_log_line_honours_levels_filters_and_other_handlers() -> None:
     logger, stream = journal_logger("cqrs_demo.test.levels")
     log_line(logger, logging.DEBUG, "below the logger's level")
@@ -199,10 +210,8 @@ def test_log_line_honours_levels_filters_and_other_handlers() -> None:
     log_line(logger, logging.INFO, "a secret line")
     assert stream.getvalue() == ""
 
-    collected: list[str] = []
-    other = logging.Handler()
-    other.emit = lambda each: collected.append(each.getMessage())  # type: ignore[method-assign]
+    other = Collecting()
     logger.addHandler(other)
     log_line(logger, logging.INFO, "to both handlers")
     assert stream.getvalue() == "<6>cqrs_demo.test.levels: to both handlers\n"
-    assert collected == ["to both handlers"]
+    assert other.messages == ["to both handlers"]
