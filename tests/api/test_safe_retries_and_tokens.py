@@ -14,14 +14,8 @@ import psycopg
 import pytest
 
 from cqrs_demo.api.auth import new_token
-from tests.support import (
-    CQRS_DEMO,
-    Service,
-    hold_version_one,
-    raw_exchange,
-    running_service,
-    wait_for_blocked_appends,
-)
+from tests.races import hold_version_one, wait_for_blocked_appends
+from tests.support import CQRS_DEMO, Service, raw_exchange, running_service
 
 CREATE = "/api/commands/order/create"
 

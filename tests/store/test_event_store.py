@@ -17,7 +17,7 @@ from cqrs_demo.domain.ids import uuid7
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
-from tests.support import hold_version_one, wait_for_blocked_appends
+from tests.races import hold_version_one, wait_for_blocked_appends
 
 pytestmark = pytest.mark.anyio
 _streams = itertools.count(1)

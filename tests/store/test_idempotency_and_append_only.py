@@ -12,8 +12,8 @@ from cqrs_demo.handlers import IdempotencyKey
 from cqrs_demo.store.errors import StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
+from tests.races import hold_version_one, wait_for_blocked_appends
 from tests.store.test_event_store import new_stream, order, rows
-from tests.support import hold_version_one, wait_for_blocked_appends
 
 pytestmark = pytest.mark.anyio
 
