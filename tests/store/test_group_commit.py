@@ -13,7 +13,7 @@ from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
 from tests.races import transactions_of
 from tests.store.batches import append, in_one_batch
-from tests.store.test_event_store import new_stream, order
+from tests.store.test_event_store import new_stream, order, rows
 
 pytestmark = pytest.mark.anyio
 
@@ -67,6 +67,7 @@ async def test_a_conflict_in_a_batch_refuses_that_command_only(
     # refused the conflicting command (whose stream kept only its first, older row).
     assert len({transactions[s] for s in others}) == 1, transactions
     assert transactions[taken] != transactions[others[0]]
+    assert [row[0] for row in await rows(database_url, taken)] == [1]
 
 
 async def test_one_stream_in_one_batch_keeps_the_order_of_arrival(
