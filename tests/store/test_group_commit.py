@@ -42,22 +42,24 @@ async def test_concurrent_appends_share_transactions(
     assert len(set(transactions.values())) < 10, "no batches were formed"
 
 
+async def one_batch_with_one_odd(
+    store: PostgresEventStore, database_url: str, others: list[str], odd: str
+) -> list[Appended | BaseException]:
+    """Appends at version 0 to three of ``others``, ``odd``, the rest of ``others``, all in
+    one batch; their outcomes, in that order (``odd``'s fourth)."""
+    streams = [*others[:3], odd, *others[3:]]
+    appends = [append(store, stream, expected_version=0) for stream in streams]
+    tasks = await in_one_batch(store, database_url, appends)
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def test_a_conflict_in_a_batch_refuses_that_command_only(
     store: PostgresEventStore, database_url: str
 ) -> None:
     taken = new_stream()
     await store.append_events(taken, [order(taken)], expected_version=0, metadata={})
     others = [new_stream() for _ in range(5)]
-    tasks = await in_one_batch(
-        store,
-        database_url,
-        [
-            *(append(store, s, expected_version=0) for s in others[:3]),
-            append(store, taken, expected_version=0),
-            *(append(store, s, expected_version=0) for s in others[3:]),
-        ],
-    )
-    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    outcomes = await one_batch_with_one_odd(store, database_url, others, taken)
     refused = outcomes.pop(3)
     assert all(isinstance(outcome, Appended) for outcome in outcomes)
     assert isinstance(refused, ExpectedVersionMismatch)
@@ -108,16 +110,7 @@ async def test_a_command_the_database_refuses_fails_alone(
         """)
     try:
         others = [new_stream() for _ in range(5)]
-        tasks = await in_one_batch(
-            store,
-            database_url,
-            [
-                *(append(store, s, expected_version=0) for s in others[:3]),
-                append(store, doomed, expected_version=0),
-                *(append(store, s, expected_version=0) for s in others[3:]),
-            ],
-        )
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        outcomes = await one_batch_with_one_odd(store, database_url, others, doomed)
     finally:
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
             cursor = await conn.execute("SELECT last_value, is_called FROM rows_beside_doomed")
