@@ -16,6 +16,7 @@ from cqrs_demo.handlers import Appended, IdempotencyKey
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
 from tests.races import (
+    HOLD_VERSION,
     blocked_statement,
     hold_version_one,
     wait_for_blocked_appends,
@@ -79,11 +80,8 @@ async def test_the_versions_of_a_lost_race_are_read_after_the_winner(
     await wait_for_blocked_appends(database_url, 1)
     # The winner writes two more versions before it commits: the 409 must name the head
     # after them (3), not the head the batch read (0) nor the version it tried (1).
-    await holder.execute(
-        "INSERT INTO events (aggregate_id, event_type, payload, version)"
-        " VALUES (%s, 'Held', '{}', 2), (%s, 'Held', '{}', 3)",
-        [stream, stream],
-    )
+    for version in (2, 3):
+        await holder.execute(HOLD_VERSION, [stream, version])
     await holder.commit()
     await holder.close()
     with pytest.raises(ExpectedVersionMismatch) as caught:
