@@ -1,6 +1,5 @@
 """Helpers shared by the test layers: what a test needs, a running service, a database."""
 
-import asyncio
 import os
 import re
 import resource
@@ -10,14 +9,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import psycopg
 import pytest
 
 from cqrs_demo.localdb import LocalPostgres, free_port
@@ -64,6 +62,10 @@ class Service:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str) -> re.Match[str]:
+        """``wait_for_match`` on the service's log."""
+        return wait_for_match(self.log, pattern)
 
     def client(self, **options: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **options)  # type: ignore[arg-type]
@@ -138,6 +140,24 @@ def _limit_open_files(count: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
+def wait_for_match(
+    read: Callable[[], str], pattern: str, *, timeout: float = 10.0
+) -> re.Match[str]:
+    """Read (a log, a journal) until the regular expression ``pattern`` matches in it
+    (``re.MULTILINE``); return the match. A request's log line is written just after its
+    answer, so a read right after the answer may not hold it yet: this retries every 0.1 s
+    for ``timeout`` seconds, then raises AssertionError showing the end of the text."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = read()
+        match = re.search(pattern, text, re.MULTILINE)
+        if match is not None:
+            return match
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{pattern!r} not found within {timeout} s in:\n{text[-3000:]}")
+        time.sleep(0.1)
+
+
 def wait_until_ready(service: Service, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -174,31 +194,3 @@ def raw_exchange(url: str, request: bytes, timeout: float = 10) -> tuple[bytes, 
                 break
             body += chunk
     return head + b"\r\n\r\n" + body, waited
-
-
-async def hold_version_one(database_url: str, *streams: str) -> psycopg.AsyncConnection[object]:
-    """An open transaction that has inserted version 1 of each of ``streams`` and not
-    committed: appends to them wait for it inside the database until it rolls back."""
-    holder = await psycopg.AsyncConnection.connect(database_url)
-    for stream in streams:
-        await holder.execute(
-            "INSERT INTO events (aggregate_id, event_type, payload, version)"
-            " VALUES (%s, 'Held', '{}', 1)",
-            [stream],
-        )
-    return holder
-
-
-async def wait_for_blocked_appends(database_url: str, count: int) -> None:
-    """Until ``count`` of the store's sessions wait on a lock (an append, at most 15 s)."""
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        for _ in range(300):
-            cursor = await conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND application_name = 'cqrs-demo' AND pid <> pg_backend_pid()"
-            )
-            row = await cursor.fetchone()
-            if row is not None and row[0] >= count:
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"{count} blocked appends never showed up")

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from cqrs_demo.localdb import LocalPostgres
+from tests.audit import Write, assert_every_202_stored_once
 from tests.support import new_database, running_service
 
 CREATE = "/api/commands/order/create"
@@ -25,7 +26,7 @@ MAX_ATTEMPTS = 200
 
 @dataclass
 class Tally:
-    acknowledged: dict[str, tuple[str, int, str]] = field(default_factory=dict)
+    acknowledged: dict[str, Write] = field(default_factory=dict)
     unavailable_seconds: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     gave_up: int = 0
@@ -41,7 +42,7 @@ async def careful_client(client: httpx.AsyncClient, run: str, tally: Tally, stop
             tally.statuses[response.status_code] = tally.statuses.get(response.status_code, 0) + 1
             if response.status_code == 202:
                 data = response.json()
-                tally.acknowledged[key] = (user, data["version"], data["event_ids"][0])
+                tally.acknowledged[key] = Write(user, data["version"], data["event_ids"][0])
                 break
             assert response.status_code == 503, response.text
             assert response.headers["retry-after"] == "2"
@@ -77,18 +78,27 @@ async def test_postgres_stopped_under_load_gives_fast_503s_and_loses_nothing(
                 " FROM events WHERE aggregate_id LIKE %s",
                 [f"fault_{run}_%"],
             ).fetchall()
-    stored = {key: (user, version, event_id) for key, user, version, event_id in rows}
     print(
         f"fault run: {tally.statuses}, {len(rows)} events, gave up {tally.gave_up}, "
         f"slowest 503 {max(tally.unavailable_seconds, default=0):.2f} s"
     )
     assert tally.statuses.get(503, 0) > 0, "the outage was not seen"
     assert tally.gave_up == 0
-    assert len(stored) == len(rows), "an idempotency key was stored twice"
-    assert stored == tally.acknowledged
+    assert_every_202_stored_once(
+        tally.acknowledged.items(),
+        [
+            (str(key), Write(str(user), int(version), str(event_id)))
+            for key, user, version, event_id in rows
+        ],
+    )
+    assert len(tally.acknowledged) > 20, "too few 202s for the audit to mean anything"
     # Within the short wait (0.5 s) a few times over, never the pool timeout (3 s): the
     # wait shortens as soon as a closed connection is found, and a PoolTimeout during a
-    # reconnection attempt does not undo "unreachable".
+    # reconnection attempt does not undo "unreachable". Why the bounds hold on a loaded
+    # 2-core machine: a 503's own work is a few milliseconds, so the slowest may be late by
+    # 2 s of scheduling and still be told apart from a 3 s pool timeout; the median needs
+    # half the answers within 0.5 s of the wait, where a broken shortening gives 3 s each.
     assert max(tally.unavailable_seconds) < 2.5
     assert sorted(tally.unavailable_seconds)[len(tally.unavailable_seconds) // 2] < 1.0
+    assert f"POST {CREATE} 202" in log, "not the log of this run"
     assert " 500 " not in log

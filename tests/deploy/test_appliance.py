@@ -5,24 +5,29 @@ and logs, a second run and a dry run of the playbook, an upgrade and a rollback,
 and failures, and last a reboot. Each test runs on every host (see conftest.py).
 """
 
+import asyncio
 import json
 import re
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from typing import Any
 
+import httpx
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from tests.deploy.conftest import Appliance
 from tests.deploy.hosts import Host, quote
 from tests.deploy.playbooks import REPO, PlaybookRun
+from tests.races import hold_version_one, wait_for_blocked_appends
+from tests.support import wait_for_match
 
 pytestmark = pytest.mark.deploy
 
 ORDER = {"product_id": "prod_456", "quantity": 2, "total_price": 150.00}
+CREATE = "/api/commands/order/create"
 CURRENT = "/var/www/cqrs-demo/current"
 PREVIOUS = "/var/www/cqrs-demo/previous"
 
@@ -182,23 +187,40 @@ def test_post_is_accepted_and_its_event_stored(host: Host) -> None:
     assert events_in_stream(host, body["aggregate_id"]) == 1
 
 
-def test_racing_pair_gives_one_202_one_409_one_row(host: Host) -> None:
+def app_conninfo(host: Host) -> str:
+    """The host's event store as the application role, from here (the hosts share this
+    machine's loopback): what the service itself connects as."""
+    password = host.run("cat /etc/cqrs-demo/db-password").strip()
+    return make_conninfo(
+        host="127.0.0.1",
+        port=host.postgresql_port,
+        dbname="cqrs_events",
+        user="cqrs_app",
+        password=password,
+    )
+
+
+@pytest.mark.anyio
+async def test_racing_pair_gives_one_202_one_409_one_row(host: Host) -> None:
+    # Forced, as in the API tests: a transaction of the test holds version 1 of the stream
+    # in the host's database; both requests are seen waiting for it there, so both read
+    # version 0 before either could write; then it rolls back.
     user_id = unique("racer")
-    start = threading.Barrier(2, timeout=10)
-    answers: list[tuple[int, dict[str, Any]]] = []
-
-    def race() -> None:
-        start.wait()
-        answers.append(post_order(host, user_id, expected_version=0))
-
-    racers = [threading.Thread(target=race) for _ in range(2)]
-    for racer in racers:
-        racer.start()
-    for racer in racers:
-        racer.join(timeout=30)
-    assert sorted(status for status, _ in answers) == [202, 409], answers
-    accepted = next(body for status, body in answers if status == 202)
-    assert events_in_stream(host, accepted["aggregate_id"]) == 1
+    database = app_conninfo(host)
+    holder = await hold_version_one(database, user_id)
+    body = {"user_id": user_id, **ORDER, "expected_version": 0}
+    async with httpx.AsyncClient(base_url=host.url, timeout=30) as client:
+        racing = [asyncio.create_task(client.post(CREATE, json=body)) for _ in range(2)]
+        try:
+            await wait_for_blocked_appends(database, 2)
+        finally:
+            await holder.rollback()
+            await holder.close()
+        answers = await asyncio.gather(*racing)
+    assert sorted(answer.status_code for answer in answers) == [202, 409], answers
+    conflict = next(answer for answer in answers if answer.status_code == 409).json()
+    assert (conflict["expected_version"], conflict["actual_version"]) == (0, 1)
+    assert events_in_stream(host, user_id) == 1
 
 
 def test_application_role_cannot_change_events_or_the_schema(host: Host) -> None:
@@ -216,8 +238,10 @@ def test_application_role_cannot_change_events_or_the_schema(host: Host) -> None
 def test_journal_has_the_request_lines(host: Host) -> None:
     user_id = unique("journal")
     post_until_accepted(host, user_id)
-    lines = host.run("journalctl -u cqrs-demo -o cat --no-pager")
-    assert re.search(rf"POST /api/commands/order/create 202 .*aggregate={user_id}", lines), lines
+    wait_for_match(
+        lambda: host.run("journalctl -u cqrs-demo -o cat --no-pager"),
+        rf"POST {CREATE} 202 .*aggregate={user_id}( |$)",
+    )
 
 
 # The playbook again: a second run, a dry run
@@ -340,13 +364,18 @@ def test_failures_are_logged_at_priority_err(host: Host) -> None:
         assert status >= 500, body
     finally:
         host.run(f"systemctl start {cluster}", timeout=120)
-    errors = host.run(f"journalctl -u cqrs-demo -p err --since @{since} -o cat --no-pager")
-    assert f"POST /api/commands/order/create {status}" in errors, errors
+    wait_for_match(
+        lambda: host.run(f"journalctl -u cqrs-demo -p err --since @{since} -o cat --no-pager"),
+        re.escape(f"POST {CREATE} {status} "),
+    )
     post_until_accepted(host, unique("recovered"))
 
 
 def test_sandbox_blocks_nothing_the_service_uses(host: Host) -> None:
     journal = host.run("journalctl -u cqrs-demo -o cat --no-pager")
+    # The absence below means something only in the journal of a service that has run
+    # and served: earlier tests' requests are in it.
+    assert f"POST {CREATE} 202 " in journal, journal[-3000:]
     for refusal in ("Operation not permitted", "Permission denied", "Read-only file system"):
         assert refusal not in journal, journal[-3000:]
     assert "status=31/SYS" not in host.run("journalctl -u cqrs-demo --no-pager")

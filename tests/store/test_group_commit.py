@@ -11,7 +11,9 @@ from cqrs_demo.handlers import Appended
 from cqrs_demo.store.errors import StoreError
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
-from tests.store.test_event_store import new_stream, order
+from tests.races import transactions_of
+from tests.store.batches import append, in_one_batch
+from tests.store.test_event_store import new_stream, order, rows
 
 pytestmark = pytest.mark.anyio
 
@@ -22,16 +24,6 @@ def store(database: Database) -> PostgresEventStore:
     return PostgresEventStore(
         database, idempotency_retention=timedelta(hours=1), max_batch=64, max_in_flight=1
     )
-
-
-async def transactions_of(database_url: str, streams: list[str]) -> dict[str, int]:
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        cursor = await conn.execute(
-            "SELECT aggregate_id, transaction_id::text::bigint FROM events"
-            " WHERE aggregate_id = ANY(%s)",
-            [streams],
-        )
-        return dict(await cursor.fetchall())
 
 
 async def test_concurrent_appends_share_transactions(
@@ -50,22 +42,34 @@ async def test_concurrent_appends_share_transactions(
     assert len(set(transactions.values())) < 10, "no batches were formed"
 
 
+async def one_batch_with_one_odd(
+    store: PostgresEventStore, database_url: str, others: list[str], odd: str
+) -> list[Appended | BaseException]:
+    """Appends at version 0 to three of ``others``, ``odd``, the rest of ``others``, all in
+    one batch; their outcomes, in that order (``odd``'s fourth)."""
+    streams = [*others[:3], odd, *others[3:]]
+    appends = [append(store, stream, expected_version=0) for stream in streams]
+    tasks = await in_one_batch(store, database_url, appends)
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def test_a_conflict_in_a_batch_refuses_that_command_only(
     store: PostgresEventStore, database_url: str
 ) -> None:
     taken = new_stream()
     await store.append_events(taken, [order(taken)], expected_version=0, metadata={})
     others = [new_stream() for _ in range(5)]
-    outcomes = await asyncio.gather(
-        *(store.append_events(s, [order(s)], expected_version=0, metadata={}) for s in others),
-        store.append_events(taken, [order(taken)], expected_version=0, metadata={}),
-        return_exceptions=True,
-    )
-    assert all(isinstance(outcome, Appended) for outcome in outcomes[:-1])
-    refused = outcomes[-1]
+    outcomes = await one_batch_with_one_odd(store, database_url, others, taken)
+    refused = outcomes.pop(3)
+    assert all(isinstance(outcome, Appended) for outcome in outcomes)
     assert isinstance(refused, ExpectedVersionMismatch)
     assert (refused.expected_version, refused.actual_version) == (0, 1)
-    assert len(await transactions_of(database_url, [*others, taken])) == 6
+    transactions = await transactions_of(database_url, [*others, taken])
+    # One batch, really: the five others committed in one transaction, the one that
+    # refused the conflicting command (whose stream kept only its first, older row).
+    assert len({transactions[s] for s in others}) == 1, transactions
+    assert transactions[taken] != transactions[others[0]]
+    assert [row[0] for row in await rows(database_url, taken)] == [1]
 
 
 async def test_one_stream_in_one_batch_keeps_the_order_of_arrival(
@@ -86,31 +90,37 @@ async def test_one_stream_in_one_batch_keeps_the_order_of_arrival(
 async def test_a_command_the_database_refuses_fails_alone(
     store: PostgresEventStore, database_url: str
 ) -> None:
+    # The trigger refuses the doomed stream's row once the statement has inserted every
+    # row (an AFTER trigger), and first notes how many rows that transaction held: in a
+    # sequence, which a rollback does not undo. So the test sees the batch it broke.
     doomed = new_stream()
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute(f"""
-            CREATE OR REPLACE FUNCTION refuse_doomed() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
-            CREATE TRIGGER refuse_doomed BEFORE INSERT ON events FOR EACH ROW
+            CREATE SEQUENCE rows_beside_doomed;
+            CREATE FUNCTION refuse_doomed() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NOT (SELECT is_called FROM rows_beside_doomed) THEN
+                    PERFORM setval('rows_beside_doomed', (SELECT count(*) FROM events
+                        WHERE transaction_id = NEW.transaction_id));
+                END IF;
+                RAISE EXCEPTION 'refused by the test';
+            END $$;
+            CREATE TRIGGER refuse_doomed AFTER INSERT ON events FOR EACH ROW
                 WHEN (NEW.aggregate_id = '{doomed}') EXECUTE FUNCTION refuse_doomed();
         """)
     try:
         others = [new_stream() for _ in range(5)]
-        outcomes = await asyncio.gather(
-            *(
-                store.append_events(s, [order(s)], expected_version=0, metadata={})
-                for s in others[:3]
-            ),
-            store.append_events(doomed, [order(doomed)], expected_version=0, metadata={}),
-            *(
-                store.append_events(s, [order(s)], expected_version=0, metadata={})
-                for s in others[3:]
-            ),
-            return_exceptions=True,
-        )
+        outcomes = await one_batch_with_one_odd(store, database_url, others, doomed)
     finally:
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-            await conn.execute("DROP TRIGGER refuse_doomed ON events")
+            cursor = await conn.execute("SELECT last_value, is_called FROM rows_beside_doomed")
+            first_refusal = await cursor.fetchone()
+            await conn.execute(
+                "DROP TRIGGER refuse_doomed ON events; DROP FUNCTION refuse_doomed();"
+                " DROP SEQUENCE rows_beside_doomed"
+            )
+    # The doomed command was first tried in one transaction with all five others.
+    assert first_refusal == (6, True)
     assert isinstance(outcomes[3], StoreError)
     assert all(isinstance(o, Appended) for i, o in enumerate(outcomes) if i != 3)
     assert set(await transactions_of(database_url, [*others, doomed])) == set(others)

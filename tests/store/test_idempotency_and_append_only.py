@@ -12,8 +12,8 @@ from cqrs_demo.handlers import IdempotencyKey
 from cqrs_demo.store.errors import StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
+from tests.races import WAITING_ON_A_LOCK, hold_version_one, hold_versions, wait_for_blocked_appends
 from tests.store.test_event_store import new_stream, order, rows
-from tests.support import hold_version_one, wait_for_blocked_appends
 
 pytestmark = pytest.mark.anyio
 
@@ -173,20 +173,14 @@ async def test_a_backend_killed_inside_a_two_event_append_leaves_nothing(
     # The append inserts version 1, then blocks on version 2, held by the test: it is then
     # inside its transaction, half written, when its backend is terminated.
     stream = new_stream()
-    holder = await psycopg.AsyncConnection.connect(database_url)
-    await holder.execute(
-        "INSERT INTO events (aggregate_id, event_type, payload, version)"
-        " VALUES (%s, 'Held', '{}', 2)",
-        [stream],
-    )
+    holder = await hold_versions(database_url, (stream,), version=2)
     append = asyncio.create_task(
         store.append_events(stream, [order(stream), order(stream)], expected_version=0, metadata={})
     )
     await wait_for_blocked_appends(database_url, 1)
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as killer:
         cursor = await killer.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND application_name = 'cqrs-demo'"
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {WAITING_ON_A_LOCK}"
         )
         assert await cursor.fetchall() == [(True,)]
     with pytest.raises(StoreUnavailable):

@@ -9,11 +9,13 @@ import pytest
 
 from cqrs_demo.localdb import LocalPostgres
 from cqrs_demo.store.errors import MigrationChanged, SchemaNotCurrent
-from cqrs_demo.store.schema import check_database, migrate
+from cqrs_demo.store.schema import MIGRATION_LOCK_KEY, check_database, migrate
 from cqrs_demo.store.sql import latest_schema_version, migrations
+from tests.races import wait_for_sessions
 from tests.support import CQRS_DEMO
 
 pytestmark = pytest.mark.anyio
+WAITING_FOR_THE_MIGRATION_LOCK = "wait_event_type = 'Lock' AND wait_event = 'advisory'"
 
 
 @pytest.fixture
@@ -71,7 +73,18 @@ async def test_the_seed_table_and_indexes_exist_as_the_seed_defines_them(
 
 
 async def test_two_migrations_at_once_apply_each_file_once(empty_database: str) -> None:
-    first, second = await asyncio.gather(migrate(empty_database), migrate(empty_database))
+    # The test takes the migration lock first, so both runs must wait for it; it lets go
+    # only once both are seen waiting. Then one applies everything, the other nothing.
+    async with await psycopg.AsyncConnection.connect(empty_database, autocommit=True) as lock:
+        await lock.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_KEY])
+        both = asyncio.gather(migrate(empty_database), migrate(empty_database))
+        try:
+            await wait_for_sessions(
+                empty_database, 2, WAITING_FOR_THE_MIGRATION_LOCK, what="migrations waiting"
+            )
+        finally:
+            await lock.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_KEY])
+        first, second = await both
     assert sorted([len(first), len(second)]) == [0, latest_schema_version()]
     async with await psycopg.AsyncConnection.connect(empty_database) as conn:
         cursor = await conn.execute("SELECT count(*) FROM schema_migrations")

@@ -7,23 +7,25 @@ commands under test queue up behind it, and they then go out together as the nex
 """
 
 import asyncio
-from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 
-import psycopg
 import pytest
 
 from cqrs_demo.domain.errors import ExpectedVersionMismatch
-from cqrs_demo.domain.events import DomainEvent
 from cqrs_demo.handlers import Appended, IdempotencyKey
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
+from tests.races import (
+    HOLD_VERSION,
+    blocked_statement,
+    hold_version_one,
+    wait_for_blocked_appends,
+    wait_until_blocked_by_others,
+)
+from tests.store.batches import Append, append, in_one_batch
 from tests.store.test_event_store import new_stream, order, rows
-from tests.support import hold_version_one, wait_for_blocked_appends
 
 pytestmark = pytest.mark.anyio
-
-Append = Coroutine[object, object, Appended]
 
 
 @pytest.fixture
@@ -32,53 +34,6 @@ def store(database: Database) -> PostgresEventStore:
     return PostgresEventStore(
         database, idempotency_retention=timedelta(hours=1), max_batch=64, max_in_flight=1
     )
-
-
-def append(
-    store: PostgresEventStore,
-    stream: str,
-    events: Sequence[DomainEvent] | None = None,
-    *,
-    expected_version: int | None = None,
-    idempotency: IdempotencyKey | None = None,
-) -> Append:
-    return store.append_events(
-        stream,
-        events or [order(stream)],
-        expected_version=expected_version,
-        metadata={},
-        idempotency=idempotency,
-    )
-
-
-async def in_one_batch(
-    store: PostgresEventStore, database_url: str, appends: list[Append], *, blocked: int = 0
-) -> list[asyncio.Task[Appended]]:
-    """Start ``appends`` so that they form one batch; return once that batch is written.
-    ``blocked``: how many of the store's writers already wait on a lock."""
-    gate = new_stream()
-    holder = await hold_version_one(database_url, gate)
-    gate_append = asyncio.create_task(append(store, gate))
-    await wait_for_blocked_appends(database_url, blocked + 1)
-    tasks = [asyncio.create_task(each) for each in appends]
-    await asyncio.sleep(0)  # each task runs up to its submit: queued behind the gate
-    await holder.rollback()
-    await holder.close()
-    await gate_append  # the writer took the queue as its next batch before answering it
-    return tasks
-
-
-async def blocked_statement(database_url: str) -> str:
-    """The text of the one statement of the store that waits on a lock."""
-    await wait_for_blocked_appends(database_url, 1)
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        cursor = await conn.execute(
-            "SELECT query FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND application_name = 'cqrs-demo'"
-        )
-        [(text,)] = await cursor.fetchall()
-    assert isinstance(text, str)
-    return text
 
 
 async def test_one_batch_keeps_each_commands_outcome_and_both_versions(
@@ -125,11 +80,8 @@ async def test_the_versions_of_a_lost_race_are_read_after_the_winner(
     await wait_for_blocked_appends(database_url, 1)
     # The winner writes two more versions before it commits: the 409 must name the head
     # after them (3), not the head the batch read (0) nor the version it tried (1).
-    await holder.execute(
-        "INSERT INTO events (aggregate_id, event_type, payload, version)"
-        " VALUES (%s, 'Held', '{}', 2), (%s, 'Held', '{}', 3)",
-        [stream, stream],
-    )
+    for version in (2, 3):
+        await holder.execute(HOLD_VERSION, [stream, version])
     await holder.commit()
     await holder.close()
     with pytest.raises(ExpectedVersionMismatch) as caught:
@@ -161,21 +113,6 @@ async def test_other_batches_go_through_the_append_events_function(
     outcomes = await asyncio.gather(*tasks)
     assert [outcome.stream_version for outcome in outcomes] == versions
     assert [row[0] for row in await rows(database_url, stream)] == list(range(1, versions[-1] + 1))
-
-
-async def wait_until_blocked_by_others(database_url: str, count: int) -> None:
-    """Until ``count`` of the store's sessions wait for a lock someone holds (at most 15 s);
-    unlike ``wait_for_blocked_appends``, not one just woken by a transaction that ended."""
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        for _ in range(300):
-            cursor = await conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cqrs-demo'"
-                " AND cardinality(pg_blocking_pids(pid)) > 0"
-            )
-            if await cursor.fetchone() == (count,):
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"{count} appends blocked by others never showed up")
 
 
 async def test_two_batches_take_their_rows_in_one_order_and_never_deadlock(

@@ -3,7 +3,8 @@ batch goes out while one is being written only once that one has been out for
 ``overlap_after`` seconds."""
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -17,24 +18,37 @@ class HeldWrites:
 
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
+        self.started: list[float] = []  # when each batch went out (monotonic seconds)
         self.release = asyncio.Event()
 
     async def __call__(self, batch: Sequence[int]) -> list[int | Exception]:
         self.batches.append(list(batch))
+        self.started.append(time.monotonic())
         await self.release.wait()
         return [command * 10 for command in batch]
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Until ``condition()`` holds, checked at every turn of the loop (at most ``timeout``
+    seconds, then AssertionError naming ``what``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.005)
 
 
 async def test_a_further_batch_waits_for_overlap_after_then_overlaps() -> None:
     writes = HeldWrites()
     group = GroupCommit(writes, max_batch=64, max_in_flight=2, overlap_after=0.3)
     first = asyncio.create_task(group.submit(1))
-    await asyncio.sleep(0.01)
+    await until(lambda: writes.batches == [[1]], "the first batch")
     queued = [asyncio.create_task(group.submit(n)) for n in (2, 3)]
-    await asyncio.sleep(0.1)
-    assert writes.batches == [[1]], "the second batch went out before overlap_after"
-    await asyncio.sleep(0.4)
-    assert writes.batches == [[1], [2, 3]], "a held batch held up the commands behind it"
+    # The first batch is still held: the second must go out anyway, not before 0.3 s.
+    await until(lambda: len(writes.batches) == 2, "a held batch held up the commands behind it")
+    assert writes.batches == [[1], [2, 3]]
+    # (0.29: less a margin for the two clock reads around the timer)
+    assert writes.started[1] - writes.started[0] >= 0.29, "went out before overlap_after"
     writes.release.set()
     assert await asyncio.gather(first, *queued) == [10, 20, 30]
 
