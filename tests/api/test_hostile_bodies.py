@@ -5,7 +5,6 @@ is stored in a form PostgreSQL takes."""
 
 import gzip
 import json
-import re
 import time
 import uuid
 
@@ -17,6 +16,7 @@ from tests.support import Service
 CREATE = "/api/commands/order/create"
 JSON = {"content-type": "application/json"}
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+OUT_OF_RANGE = "Invalid JSON payload: a number is out of range (its exponent is too large)"
 
 
 def order(user: str, price: str = "1", extra: str = "") -> bytes:
@@ -69,15 +69,13 @@ def test_an_exponent_beyond_any_decimal_is_a_400_in_any_field(
 ) -> None:
     problem = refused(service, database_url, order(f"exp_{uuid.uuid4().hex}", extra=extra))
     assert problem["status_code"] == 400
-    assert re.fullmatch(
-        r"Invalid JSON payload: the number \S+ is out of range", str(problem["detail"])
-    )
+    assert problem["detail"] == OUT_OF_RANGE
 
 
 @pytest.mark.parametrize(
     ("price", "detail"),
     [
-        ("1e1000000000000000000", "Invalid JSON payload: the number 1e1000000000000000000 is"),
+        ("1e1000000000000000000", "Invalid JSON payload: a number is out of range"),
         ("1e999999999999999999", "total_price must be less than 1000000000000000"),
         ("1e-999999999999999999", "total_price must have at most 6 decimal places"),
         ("0e-999999999999999999", None),  # zero: stored, see below

@@ -61,7 +61,7 @@ def log_request(scope: Scope, status: int, seconds: float) -> None:
     for name in _DETAILS:
         value = state.get(name)
         if isinstance(value, str):
-            details += f" {name}={printable(value, 255)}"
+            details += f" {name}={value if value.isprintable() else printable(value, 255)}"
         elif value is not None:
             details += f" {name}={value}"
     line = f"{_request(scope['method'], path)} {status} {seconds * 1000:.1f}ms{details}"

@@ -55,6 +55,10 @@ async def read_json_object(
         ) from None
     except RecursionError:
         raise Problem(400, f"{INVALID_JSON}: nested too deeply") from None
+    except InvalidOperation:  # Decimal() of an exponent beyond any decimal's
+        raise Problem(
+            400, f"{INVALID_JSON}: a number is out of range (its exponent is too large)"
+        ) from None
     except ValueError:  # int() refuses integers of more than 4,300 digits
         raise Problem(400, f"{INVALID_JSON}: a number has too many digits") from None
     if not isinstance(value, dict):
@@ -164,13 +168,6 @@ class _Refused(ValueError):
     """Valid to Python's parser, refused by JSON (RFC 8259) or by us."""
 
 
-def _decimal(text: str) -> Decimal:
-    try:
-        return Decimal(text)
-    except InvalidOperation:  # an exponent beyond what any Decimal holds
-        raise _Refused(f"the number {printable(text, 40)} is out of range") from None
-
-
 def _refuse_constant(name: str) -> NoReturn:
     raise _Refused(f"{name} is not a JSON number")
 
@@ -185,7 +182,7 @@ def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, obj
 
 
 _DECODER = json.JSONDecoder(
-    parse_float=_decimal,
+    parse_float=Decimal,
     parse_constant=_refuse_constant,
     object_pairs_hook=_object_without_duplicates,
 )

@@ -73,10 +73,14 @@ class CreateOrder:
 def parse_create_order(fields: Mapping[str, object]) -> CreateOrder:
     """Validate a decoded JSON object into a ``CreateOrder``; raise ``InvalidCommand``."""
     unknown = [name for name in fields if name not in _PARSERS]
-    errors = [
-        FieldError(printable(name), f"unknown field: {printable(name)}")
-        for name in unknown[:MAX_UNKNOWN_FIELDS_LISTED]
-    ]
+    errors = (
+        [
+            FieldError(printable(name), f"unknown field: {printable(name)}")
+            for name in unknown[:MAX_UNKNOWN_FIELDS_LISTED]
+        ]
+        if unknown
+        else []
+    )
     values: dict[str, Any] = {}
     for name, parse in _PARSERS.items():
         try:
@@ -99,6 +103,8 @@ def _identifier(name: str, value: object) -> str:
         raise _FieldRefused(f"{name} must be a string")
     if len(value) > MAX_ID_LENGTH:
         raise _FieldRefused(f"{name} must be at most {MAX_ID_LENGTH} characters, got {len(value)}")
+    if value.isprintable():  # the usual case; every forbidden character is unprintable
+        return value
     found = _FORBIDDEN_CHARACTERS.search(value)
     if found:
         raise _FieldRefused(
@@ -141,19 +147,19 @@ def _total_price(name: str, value: object) -> Decimal:
         raise _FieldRefused(f"{name} must not be negative")
     if price >= MAX_TOTAL_PRICE:
         raise _FieldRefused(f"{name} must be less than {MAX_TOTAL_PRICE:f}")
-    if _decimal_places(price) > MAX_PRICE_DECIMALS:
+    _sign, digits, exponent = price.as_tuple()
+    assert isinstance(exponent, int)  # finite, checked above
+    if _decimal_places(digits, exponent) > MAX_PRICE_DECIMALS:
         raise _FieldRefused(f"{name} must have at most {MAX_PRICE_DECIMALS} decimal places")
-    return _stored_price(price)
+    return _stored_price(price, exponent)
 
 
-def _stored_price(price: Decimal) -> Decimal:
+def _stored_price(price: Decimal, exponent: int) -> Decimal:
     """``price`` (valid) as sent, unless its written form is one PostgreSQL refuses or keeps
     bloated: past ``MAX_KEPT_SCALE`` decimal places (all zeros after the sixth, by then) it
     is cut to six (``0E-16384`` would be refused, ``1.000…`` with 16,000 zeros kept as a
     16 KB number), and a zero's positive exponent is dropped (``0E+1001`` is refused). The
-    value stays exact either way; ``-0`` becomes ``0``."""
-    exponent = price.as_tuple().exponent
-    assert isinstance(exponent, int)  # finite, checked by the caller
+    value stays exact either way; ``-0`` becomes ``0``. (``exponent``: ``price``'s own.)"""
     if exponent < -MAX_KEPT_SCALE:
         return abs(price).quantize(Decimal(1).scaleb(-MAX_PRICE_DECIMALS))
     if exponent > 0 and price == 0:
@@ -161,11 +167,10 @@ def _stored_price(price: Decimal) -> Decimal:
     return abs(price)
 
 
-def _decimal_places(number: Decimal) -> int:
-    """Digits after the point that matter: ``1.50`` has one, ``150.0`` none. (Not by
-    ``normalize()``, which rounds to the context's 28 digits.)"""
-    _sign, digits, exponent = number.as_tuple()
-    assert isinstance(exponent, int)  # finite, checked by the caller
+def _decimal_places(digits: tuple[int, ...], exponent: int) -> int:
+    """Digits after the point that matter, of the decimal ``digits`` times 10 to the ``exponent``:
+    ``1.50`` has one, ``150.0`` none. (Not by ``normalize()``, which rounds to the context's
+    28 digits.)"""
     places = -exponent
     end = len(digits)
     while places > 0 and end > 0 and digits[end - 1] == 0:
