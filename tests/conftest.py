@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cqrs_demo.localdb import LocalPostgres, LocalPostgresError
-from tests.support import IN_CI, Service, new_database, running_service
+from tests.support import IN_CI, Service, events_table_state, new_database, running_service
 
 _database_numbers = itertools.count(1)
 
@@ -55,6 +55,15 @@ def service(
         CQRS_GROUP_COMMIT_MAX_BATCH=WRITE_MODES[request.param],
     ) as running:
         yield running
+
+
+@pytest.fixture
+def nothing_written(database_url: str) -> Iterator[None]:
+    """Afterwards, checks that the events table is exactly as before the test. (Tests run
+    one at a time, and the service writes only when asked: nothing else changes it.)"""
+    before = events_table_state(database_url)
+    yield
+    assert events_table_state(database_url) == before, "a refused request wrote an event"
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import psycopg
 import pytest
 
 from cqrs_demo.localdb import LocalPostgres, free_port
@@ -50,6 +51,15 @@ def new_database(postgres: LocalPostgres, name: str) -> str:
         timeout=60,
     )
     return url
+
+
+def events_table_state(database_url: str) -> tuple[int, int]:
+    """How many events there are, and the highest id: an insert changes both, so equal
+    before and after means nothing was written, whoever's stream it would have been."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*), coalesce(max(id), 0) FROM events").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 class Service:

@@ -11,7 +11,7 @@ import uuid
 import psycopg
 import pytest
 
-from tests.support import Service
+from tests.support import Service, events_table_state
 
 CREATE = "/api/commands/order/create"
 JSON = {"content-type": "application/json"}
@@ -25,15 +25,6 @@ def order(user: str, price: str = "1", extra: str = "") -> bytes:
     ).encode()
 
 
-def table_state(database_url: str) -> tuple[int, str | None]:
-    """The number of events and the newest event id: equal before and after means nothing
-    was written, whoever's stream it would have been."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*), max(event_id::text) FROM events").fetchone()
-    assert row is not None
-    return int(row[0]), row[1]
-
-
 def stored_price(database_url: str, user: str) -> str:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
@@ -45,12 +36,12 @@ def stored_price(database_url: str, user: str) -> str:
 
 def refused(service: Service, database_url: str, body: bytes, **headers: str) -> dict[str, object]:
     """POST ``body``; assert a 4xx problem and an unchanged table; return the problem."""
-    before = table_state(database_url)
+    before = events_table_state(database_url)
     with service.client() as client:
         response = client.post(CREATE, content=body, headers={**JSON, **headers})
     assert 400 <= response.status_code < 500, response.text
     assert response.headers["content-type"] == "application/problem+json"
-    assert table_state(database_url) == before
+    assert events_table_state(database_url) == before
     problem: dict[str, object] = response.json()
     problem["status_code"] = response.status_code
     return problem
@@ -132,7 +123,7 @@ def test_thousands_of_unknown_keys_get_a_short_answer(service: Service, database
     names = [a + b + c for a in LETTERS for b in LETTERS for c in LETTERS][:8000]
     body = order(f"keys_{uuid.uuid4().hex}", extra="," + ",".join(f'"{n}":0' for n in names))
     assert len(body) <= 65_536  # within the body limit: the answer was 8.7 times this
-    before = table_state(database_url)
+    before = events_table_state(database_url)
     with service.client() as client:
         response = client.post(CREATE, content=body, headers=JSON)
     assert response.status_code == 400
@@ -141,7 +132,7 @@ def test_thousands_of_unknown_keys_get_a_short_answer(service: Service, database
     assert [error["field"] for error in problem["errors"]] == names[:10]
     assert problem["unlisted_errors"] == 7990
     assert problem["detail"].endswith("; and 7990 more unknown fields")
-    assert table_state(database_url) == before
+    assert events_table_state(database_url) == before
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "GZIP", "br", "deflate, gzip", "compress"])
@@ -163,12 +154,12 @@ def test_a_gzipped_body_is_refused_with_what_to_send_instead(
     service: Service, database_url: str
 ) -> None:
     body = gzip.compress(order(f"enc_{uuid.uuid4().hex}"))
-    before = table_state(database_url)
+    before = events_table_state(database_url)
     with service.client() as client:
         response = client.post(CREATE, content=body, headers={**JSON, "content-encoding": "gzip"})
     assert response.status_code == 415
     assert response.headers["accept-encoding"] == "identity"
-    assert table_state(database_url) == before
+    assert events_table_state(database_url) == before
 
 
 def test_identity_is_the_one_encoding_accepted(service: Service) -> None:

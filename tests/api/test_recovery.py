@@ -1,5 +1,5 @@
 """Back at once after an outage: once PostgreSQL accepts connections again, the service
-serves within a second, however long the outage lasted.
+serves the next command, however long the outage lasted.
 
 psycopg_pool retries a lost connection after 1, 2, 4, 8 s...; an outage longer than a few of
 those steps left the service answering 503 for seconds after the database was back.
@@ -44,7 +44,9 @@ def test_after_a_long_outage_commands_are_served_within_a_second(tmp_path: Path)
                 answers.append((time.monotonic() - back_at, create(client, user)))
     assert set(during) == {503}, during
     first_served = next(seconds for seconds, status in answers if status == 202)
-    late_refusals = [seconds for seconds, status in answers if status != 202 and seconds >= 1.0]
     print(f"first 202 {first_served:.2f} s after PostgreSQL was back; answers {answers[:5]}")
+    # The issue asks for service within 1 s; the first command, waiting its 0.5 s for a
+    # connection while the store is known to be unreachable, already gets one. (With the
+    # pool's own back-off the first answers were 503s, for 0.5 to 2.5 s.)
     assert first_served < 1.0
-    assert late_refusals == [], answers
+    assert [status for _, status in answers] == [202] * COMMANDS_AFTER, answers

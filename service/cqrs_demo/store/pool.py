@@ -19,10 +19,11 @@ Connection = AsyncConnection[tuple[object, ...]]
 UNREACHABLE_WAIT_SECONDS = 0.5
 # How long the pool keeps retrying to replace one lost connection before it gives the slot
 # up. psycopg_pool retries after 1 s, 2 s, 4 s, ...: kept up through a long outage, those
-# waits leave the service refusing requests for seconds after the server is back. Given up
-# after two tries instead, a slot is tried again as soon as a request waits for one (the
-# pool grows on demand, at once), so the first request after an outage reconnects.
-RECONNECT_GIVE_UP_SECONDS = 0.5
+# waits left the service refusing requests for seconds after the server was back. Given up
+# after two tries 0.1 s apart instead, a slot is tried again as soon as a request waits for
+# one (the pool grows on demand, at once), so the first request after an outage, waiting
+# its UNREACHABLE_WAIT_SECONDS, gets a connection.
+RECONNECT_GIVE_UP_SECONDS = 0.1
 
 
 class Database:
