@@ -175,7 +175,9 @@ def test_a_head_past_the_limit_is_refused_before_it_ends(edge: Service) -> None:
         answers = parse_answers(read_until_closed(conn, 5))
         took = time.monotonic() - started
     assert [answer.status for answer in answers] == [431]
-    assert took < HEAD_SECONDS  # not the head timeout's 408: the limit was seen first
+    # Not the head timeout's 408: the limit was seen first. The 431 needs one local round
+    # trip (milliseconds); a second is the timeout itself, far above a loaded machine's delay.
+    assert took < HEAD_SECONDS
 
 
 def worker_memory_kib(service: Service) -> int:
@@ -221,7 +223,7 @@ def test_a_head_not_complete_in_time_is_a_408(edge: Service) -> None:
     assert answers[0].problem()["detail"] == (
         f"the request head was not received within {HEAD_SECONDS:g} s"
     )
-    assert took >= HEAD_SECONDS * 0.9
+    assert took >= HEAD_SECONDS * 0.9  # a lower bound: load only makes it later
 
 
 def test_a_slow_head_on_a_kept_alive_connection_is_a_408(edge: Service) -> None:
@@ -241,6 +243,8 @@ def test_a_connection_that_sends_nothing_is_closed_without_an_answer(edge: Servi
         received = read_until_closed(conn, HEAD_SECONDS + 5)
         took = time.monotonic() - started
     assert received == b""
+    # Ended by the sweep (every quarter of the timeout) after the timeout; the upper bound
+    # only catches a connection never closed, with seconds to spare for a loaded machine.
     assert HEAD_SECONDS * 0.9 <= took < HEAD_SECONDS + 5
     wait_for_log(edge, r"closed a connection from \S+ that sent nothing for 1 s")
 

@@ -75,7 +75,8 @@ def test_an_idle_crowd_leaves_the_service_serving_and_is_closed_in_time(host: Ho
             assert get(host.url, "/healthz").status == 200
         status, body = post_order(host, unique("crowd"))
         assert status == 202, body
-        # Nothing sent: each is closed once the head timeout has passed.
+        # Nothing sent: each is closed once the head timeout has passed (and the next
+        # sweep, within a second); 10 s more is for a loaded machine, not a measurement.
         while time.monotonic() - opened < HEAD_SECONDS + 10:
             still_open = [conn for conn in crowd if not closed_by_server(conn)]
             if not still_open:
@@ -83,7 +84,7 @@ def test_an_idle_crowd_leaves_the_service_serving_and_is_closed_in_time(host: Ho
             time.sleep(0.5)
         closed_after = time.monotonic() - opened
     assert not still_open, f"{len(still_open)} of {CROWD} still open after {closed_after:.0f} s"
-    assert closed_after >= HEAD_SECONDS - 1
+    assert closed_after >= HEAD_SECONDS - 1  # not before the timeout (1 s: opening the crowd)
     line = f"that sent nothing for {HEAD_SECONDS} s"
     assert line in journal_since(host, since, line)
 
