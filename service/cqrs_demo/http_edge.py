@@ -104,7 +104,6 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
         self._refusal: bytes | None = None
         self._in_head = True  # the next byte belongs to a request head
         self._head_room = limits.head_bytes
-        self._head_started = False
         self._linger: asyncio.TimerHandle | None = None
         self._head_since: float | None = self.loop.time()  # when the head's clock started
         self._unanswered = 0  # requests read on this connection and not yet answered
@@ -138,7 +137,6 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
                 self._feed_head_in_pieces(data)
                 return
             self._head_room -= len(data)
-            self._head_started = True
         self._feed(data)
 
     def _feed_head_in_pieces(self, data: bytes) -> None:
@@ -150,7 +148,6 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
                 return
             piece, data = data[: self._head_room], data[self._head_room :]
             self._head_room = 0
-            self._head_started = True
             if not self._feed(piece):
                 return
         if data:
@@ -207,7 +204,6 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
         super().on_message_complete()
         self._in_head = True
         self._head_room = self.edge.limits.head_bytes
-        self._head_started = False
 
     def on_response_complete(self) -> None:
         self._unanswered -= 1
@@ -228,7 +224,7 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
         """The head took too long: 408 if part of it came, else close without a word."""
         self._head_since = None
         seconds = self.edge.limits.head_seconds
-        if self._head_started:
+        if self._head_room < self.edge.limits.head_bytes:  # part of a head came
             self._refuse(
                 _Refused(
                     408,
@@ -247,17 +243,17 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
     def _make_room(self) -> bool:
         """End the connection that has waited longest without a request in flight;
         whether there was one."""
-        for oldest in self.edge.waiting:
-            del self.edge.waiting[oldest]
-            limit = self.edge.limits.max_connections
-            self.edge.log.hit(
-                "connections closed at the connection limit",
-                f"at the limit of {limit} connections: closed the one from {oldest._peer()},"
-                " waiting the longest without a request",
-            )
-            oldest.transport.close()
-            return True
-        return False
+        oldest = next(iter(self.edge.waiting), None)
+        if oldest is None:
+            return False
+        del self.edge.waiting[oldest]
+        self.edge.log.hit(
+            "connections closed at the connection limit",
+            f"at the limit of {self.edge.limits.max_connections} connections: closed the one"
+            f" from {oldest._peer()}, waiting the longest without a request",
+        )
+        oldest.transport.close()
+        return True
 
     def _refuse(self, refused: _Refused) -> None:
         """Answer ``refused`` once the requests read before it are answered; end the

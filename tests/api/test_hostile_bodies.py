@@ -5,7 +5,7 @@ is stored in a form PostgreSQL takes."""
 
 import gzip
 import json
-import time
+import re
 import uuid
 
 import psycopg
@@ -197,8 +197,5 @@ def test_an_id_with_unprintable_characters_is_escaped_in_the_log_line(service: S
     with service.client() as client:
         assert client.post(CREATE, content=body, headers=JSON).status_code == 202
     shown = user.replace("\u200b", "\\u200b").replace("\u00ad", "\\xad")
-    deadline = time.monotonic() + 5  # the line is written a moment after the answer
-    while f"aggregate={shown} " not in service.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert f"aggregate={shown} " in service.log()
+    service.wait_for_log(re.escape(f"aggregate={shown} "))  # written just after the answer
     assert user not in service.log()

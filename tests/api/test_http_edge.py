@@ -78,18 +78,6 @@ def rows(database_url: str, user: str | None = None) -> int:
     return int(row[0])
 
 
-def wait_for_log(service: Service, pattern: str, timeout: float = 5) -> str:
-    """The first log line matching ``pattern``, waited for (lines are written once per turn
-    of a worker's loop, a moment after the event)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = re.search(f"^.*{pattern}.*$", service.log(), re.MULTILINE)
-        if found:
-            return found[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no log line matches {pattern!r}:\n{service.log()[-3000:]}")
-
-
 # -- Answers in order -------------------------------------------------------------------
 
 
@@ -246,7 +234,7 @@ def test_a_connection_that_sends_nothing_is_closed_without_an_answer(edge: Servi
     # Ended by the sweep (every quarter of the timeout) after the timeout; the upper bound
     # only catches a connection never closed, with seconds to spare for a loaded machine.
     assert HEAD_SECONDS * 0.9 <= took < HEAD_SECONDS + 5
-    wait_for_log(edge, r"closed a connection from \S+ that sent nothing for 1 s")
+    edge.wait_for_log(r"closed a connection from \S+ that sent nothing for 1 s")
 
 
 # -- Connection limit -------------------------------------------------------------------
@@ -258,7 +246,7 @@ def test_an_idle_crowd_does_not_take_the_service_offline(edge: Service) -> None:
         for _ in range(5):
             assert get(edge.url, "/healthz").status == 200
         assert get(edge.url, "/readyz").status == 200
-        line = wait_for_log(edge, f"at the limit of {MAX_CONNECTIONS} connections")
+        line = edge.wait_for_log(f".*at the limit of {MAX_CONNECTIONS} connections.*")[0]
         assert "waiting the longest without a request" in line
         # The oldest were closed to make room: at least all but what the workers hold.
         closed = sum(closed_by_server(conn) for conn in connections)
@@ -290,7 +278,7 @@ def test_with_every_connection_busy_a_newcomer_gets_a_503(edge: Service) -> None
             f"the server is at its limit of {MAX_CONNECTIONS} connections, each with a"
             " request in flight; retry shortly"
         )
-    wait_for_log(edge, f"503 to \\S+: the server is at its limit of {MAX_CONNECTIONS}")
+    edge.wait_for_log(f"503 to \\S+: the server is at its limit of {MAX_CONNECTIONS}")
     assert get(edge.url, "/healthz").status == 200  # the busy ones are gone: served again
 
 
@@ -304,12 +292,12 @@ def test_1100_idle_connections_under_1024_open_files_leave_it_serving(
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1300), hard))
     with running_service(edge_database, tmp_path, open_files=1024, CQRS_WORKERS="1") as service:
         budget = 1024 - 25 - 64  # less the pool's 25 and the files every worker keeps
-        line = wait_for_log(service, "the open-file limit of 1024 allows")
+        line = service.wait_for_log(".*the open-file limit of 1024 allows.*")[0]
         assert f"allows {budget} client connections per worker" in line
         with idle_connections(service.url, 1100):
             for _ in range(3):
                 assert get(service.url, "/healthz").status == 200
-            wait_for_log(service, f"at the limit of {budget} connections")
+            service.wait_for_log(f"at the limit of {budget} connections")
         assert "Too many open files" not in service.log()
 
 

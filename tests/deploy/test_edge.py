@@ -3,6 +3,7 @@ the workers, an idle crowd larger than systemd's default of 1,024 files, a head 
 16 KiB limit. (The API tests try every limit on a service of their own with small ones.)
 """
 
+import re
 import resource
 import time
 
@@ -18,7 +19,7 @@ from tests.http_wire import (
     idle_connections,
     probes_during_a_huge_head,
 )
-from tests.support import require
+from tests.support import require, wait_for_match
 
 pytestmark = pytest.mark.deploy
 
@@ -35,15 +36,11 @@ def service_pids(host: Host) -> list[int]:
     return [main] + [int(path.split("/")[2]) for path in children.split()]
 
 
-def journal_since(host: Host, since: str, text: str, timeout: float = 5) -> str:
-    """The service's journal since ``since`` (seconds since the epoch), read again until
-    it holds ``text`` (lines reach the journal a moment after the event) or ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        journal = host.run(f"journalctl -u cqrs-demo --since @{since} -o cat --no-pager")
-        if text in journal or time.monotonic() > deadline:
-            return journal
-        time.sleep(0.2)
+def journal_since(host: Host, since: str, text: str) -> str:
+    """The service's journal since ``since`` (seconds since the epoch), once it holds
+    ``text`` (``wait_for_match``: lines reach the journal a moment after the event)."""
+    command = f"journalctl -u cqrs-demo --since @{since} -o cat --no-pager"
+    return wait_for_match(lambda: host.run(command), re.escape(text)).string
 
 
 def open_files(host: Host, pid: int) -> tuple[int, int]:
