@@ -5,53 +5,15 @@ in one call to the store. It knows neither HTTP nor SQL; ``EventStore`` is the p
 store implements.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 from uuid import UUID
 
 from cqrs_demo.domain import decisions
 from cqrs_demo.domain.commands import CreateOrder
-from cqrs_demo.domain.events import DomainEvent
 from cqrs_demo.domain.ids import uuid7
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencyKey:
-    """A client's key for one command, and the fingerprint of the command it came with."""
-
-    key: str
-    request_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class Appended:
-    """A command's events as stored: the stream's version after them and their ids.
-
-    ``replayed`` is true when an idempotency key matched an earlier command: nothing new
-    was written, and ``result`` is what that command recorded.
-    """
-
-    stream_version: int
-    event_ids: tuple[UUID, ...]
-    result: Mapping[str, object]
-    replayed: bool = False
-
-
-class EventStore(Protocol):
-    async def append_events(
-        self,
-        stream: str,
-        events: Sequence[DomainEvent],
-        *,
-        expected_version: int | None,
-        metadata: Mapping[str, object],
-        idempotency: IdempotencyKey | None = None,
-        result: Mapping[str, object] | None = None,
-    ) -> Appended:
-        """Append all ``events`` to ``stream`` or none; see ``PostgresEventStore``."""
-        ...
+from cqrs_demo.ports import EventStore, IdempotencyKey
 
 
 @dataclass(frozen=True, slots=True)

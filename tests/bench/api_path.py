@@ -26,15 +26,16 @@ from cqrs_demo.api.app import build_app
 from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
 from cqrs_demo.domain.events import DomainEvent
-from cqrs_demo.handlers import Appended, IdempotencyKey
 from cqrs_demo.logs import configure_logging
+from cqrs_demo.ports import Appended, Direction, IdempotencyKey, StreamSlice
 
 BODY = b'{"user_id":"u-12345678-abc-1-77","product_id":"prod_456","quantity":2,"total_price":150.0}'
 PATH = "/api/commands/order/create"
 
 
 class AnswersAtOnce:
-    """An ``EventStore`` whose appends succeed without I/O, at version 1."""
+    """An ``EventStore`` whose appends succeed without I/O, at version 1, and whose streams
+    are all empty (the path measured here never reads one)."""
 
     async def append_events(
         self,
@@ -47,6 +48,16 @@ class AnswersAtOnce:
         result: Mapping[str, object] | None = None,
     ) -> Appended:
         return Appended(1, tuple(event.event_id for event in events), result or {})
+
+    async def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        limit: int | None = None,
+        direction: Direction = Direction.FORWARD,
+    ) -> StreamSlice:
+        return StreamSlice((), 0)
 
 
 async def always_ready() -> int:

@@ -5,7 +5,7 @@ import asyncio
 from collections.abc import Coroutine, Sequence
 
 from cqrs_demo.domain.events import DomainEvent
-from cqrs_demo.handlers import Appended, IdempotencyKey
+from cqrs_demo.ports import Appended, IdempotencyKey
 from cqrs_demo.store.events import PostgresEventStore
 from tests.races import hold_version_one, wait_for_blocked_appends
 from tests.store.test_event_store import new_stream, order

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from cqrs_demo.domain.errors import ExpectedVersionMismatch
-from cqrs_demo.handlers import Appended
+from cqrs_demo.ports import Appended
 from cqrs_demo.store.errors import StoreError
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database

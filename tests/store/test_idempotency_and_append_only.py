@@ -8,7 +8,7 @@ import pytest
 
 from cqrs_demo.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 from cqrs_demo.domain.ids import uuid7
-from cqrs_demo.handlers import IdempotencyKey
+from cqrs_demo.ports import IdempotencyKey
 from cqrs_demo.store.errors import StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from cqrs_demo.domain.errors import ExpectedVersionMismatch
-from cqrs_demo.handlers import Appended, IdempotencyKey
+from cqrs_demo.ports import Appended, IdempotencyKey
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
 from tests.races import (

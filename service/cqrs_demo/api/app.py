@@ -21,7 +21,7 @@ from cqrs_demo.api.commands import CreateOrderEndpoint
 from cqrs_demo.api.health import healthz, readyz_endpoint
 from cqrs_demo.api.openapi import openapi_document
 from cqrs_demo.api.problems import as_problem, problem_response
-from cqrs_demo.handlers import EventStore
+from cqrs_demo.ports import EventStore
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]

@@ -20,7 +20,8 @@ from cqrs_demo.domain.commands import CreateOrder, parse_create_order
 from cqrs_demo.domain.errors import FieldError, InvalidCommand
 from cqrs_demo.domain.ids import uuid7
 from cqrs_demo.domain.text import printable
-from cqrs_demo.handlers import CommandContext, EventStore, OrderPlaced, handle_create_order
+from cqrs_demo.handlers import CommandContext, OrderPlaced, handle_create_order
+from cqrs_demo.ports import EventStore
 
 _VERSION_ETAG = re.compile(r'"(\d{1,18})"|(\d{1,18})')
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]{1,200}")

@@ -1,4 +1,4 @@
-"""Appending events to streams, alone or in group commits, and reading where a stream is."""
+"""Appending events to streams, alone or in group commits, and reading streams."""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,12 +13,13 @@ from cqrs_demo.domain.errors import (
     IdempotencyKeyReused,
 )
 from cqrs_demo.domain.events import DomainEvent
-from cqrs_demo.handlers import Appended, IdempotencyKey
+from cqrs_demo.ports import Appended, Direction, IdempotencyKey, StreamSlice
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.group_commit import GroupCommit
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.prepared import PreparedStatement
 from cqrs_demo.store.sql import query
+from cqrs_demo.store.streams import read_stream
 
 _APPEND_SINGLE_EVENTS = PreparedStatement(
     b"cqrs_append_single_events", query("append_single_events")
@@ -179,6 +180,25 @@ class PostgresEventStore:
             index = order[command_number - 1]
             outcomes[index] = _outcome(batch[index], *outcome)
         return outcomes
+
+    async def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        limit: int | None = None,
+        direction: Direction = Direction.FORWARD,
+    ) -> StreamSlice:
+        """Events of ``stream`` and its version, in one snapshot.
+
+        Forward: versions ``from_version`` (``None``: 1) and up, oldest first. Backward:
+        versions ``from_version`` (``None``: the head) and down, newest first. At most
+        ``limit`` events (``None``: all). A stream with no events reads as no events at
+        version 0. Raises ``StoreUnavailable`` or ``StoreError`` (``Database``).
+        """
+        return await read_stream(
+            self._database, stream, from_version=from_version, limit=limit, direction=direction
+        )
 
     async def stream_version(self, stream: str) -> int:
         """The version of the stream's last event; 0 for a stream with no events."""

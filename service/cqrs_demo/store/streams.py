@@ -1,0 +1,57 @@
+"""Reading one stream: its events in either direction, and its version, in one snapshot."""
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from cqrs_demo.ports import Direction, RecordedEvent, StreamSlice
+from cqrs_demo.store.pool import Database
+from cqrs_demo.store.sql import query
+
+_QUERIES = {
+    Direction.FORWARD: "read_stream_forward",
+    Direction.BACKWARD: "read_stream_backward",
+}
+# JSON numbers with a fraction or an exponent as exact decimals, as they were sent.
+_JSON = json.JSONDecoder(parse_float=Decimal)
+
+
+async def read_stream(
+    database: Database,
+    stream: str,
+    *,
+    from_version: int | None,
+    limit: int | None,
+    direction: Direction,
+) -> StreamSlice:
+    """See ``PostgresEventStore.read_stream``."""
+    if direction is Direction.FORWARD and from_version is None:
+        from_version = 1
+    params = {"stream": stream, "from_version": from_version, "limit": limit}
+    async with database.connection() as conn:
+        cursor = await conn.execute(query(_QUERIES[direction]), params)
+        rows = await cursor.fetchall()
+    events = tuple(_recorded(*row[1:]) for row in rows if row[1] is not None)
+    stream_version = rows[0][0]
+    assert isinstance(stream_version, int)
+    return StreamSlice(events, stream_version)
+
+
+def _recorded(
+    event_id: object,
+    event_type: object,
+    version: object,
+    occurred_on: object,
+    payload: object,
+    metadata: object,
+) -> RecordedEvent:
+    assert isinstance(event_id, UUID)
+    assert isinstance(event_type, str)
+    assert isinstance(version, int)
+    assert isinstance(occurred_on, datetime)
+    assert isinstance(payload, str)
+    assert isinstance(metadata, str)
+    return RecordedEvent(
+        event_id, event_type, version, occurred_on, _JSON.decode(payload), _JSON.decode(metadata)
+    )
