@@ -92,3 +92,8 @@ class EventStore(Protocol):
     ) -> StreamSlice:
         """Events of ``stream``, one snapshot; see ``PostgresEventStore``."""
         ...
+
+    async def recorded_outcome(self, idempotency: IdempotencyKey) -> Appended | None:
+        """What a command recorded under ``idempotency``'s key, as a replay; ``None`` when
+        nothing is recorded. See ``PostgresEventStore``."""
+        ...

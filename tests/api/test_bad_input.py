@@ -266,5 +266,5 @@ def test_another_method_is_a_405_with_allow_post(
 
 
 def test_an_unknown_path_is_a_404(service: Service, nothing_written: None) -> None:
-    status, problem, _ = send(service, b"{}", path="/api/commands/order/cancel")
+    status, problem, _ = send(service, b"{}", path="/api/commands/order/ship")
     assert (status, problem["title"]) == (404, "Not Found")

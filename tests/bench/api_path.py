@@ -59,6 +59,9 @@ class AnswersAtOnce:
     ) -> StreamSlice:
         return StreamSlice((), 0)
 
+    async def recorded_outcome(self, idempotency: IdempotencyKey) -> Appended | None:
+        return None
+
 
 async def always_ready() -> int:
     return 0

@@ -12,8 +12,9 @@ import psycopg
 import pytest
 
 from cqrs_demo.domain.errors import ExpectedVersionMismatch
-from cqrs_demo.domain.events import DomainEvent, OrderCreated
+from cqrs_demo.domain.events import DomainEvent
 from cqrs_demo.domain.ids import uuid7
+from cqrs_demo.domain.orders import OrderCreated
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database

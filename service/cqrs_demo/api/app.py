@@ -17,10 +17,12 @@ from starlette.types import Receive, Scope, Send
 from cqrs_demo.api.access_log import AccessLog, log_request
 from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
-from cqrs_demo.api.commands import CreateOrderEndpoint
+from cqrs_demo.api.commands import COMMANDS, CommandEndpoint
 from cqrs_demo.api.health import healthz, readyz_endpoint
 from cqrs_demo.api.openapi import openapi_document
 from cqrs_demo.api.problems import as_problem, problem_response
+from cqrs_demo.api.streams import PATH as STREAM_PATH
+from cqrs_demo.api.streams import StreamEndpoint
 from cqrs_demo.ports import EventStore
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -35,10 +37,13 @@ def build_app(
     body: BodyRules,
     lifespan: Lifespan | None = None,
 ) -> "CommandsFirst":
-    """The API over ``store``; ``check_ready`` backs ``/readyz``."""
-    commands = {"/api/commands/order/create": CreateOrderEndpoint(store, tokens, body)}
+    """The API over ``store``: every command of ``COMMANDS``, the stream read, the probes
+    and the OpenAPI document; ``check_ready`` backs ``/readyz``."""
+    commands = {spec.path: CommandEndpoint(spec, store, tokens, body) for spec in COMMANDS}
+    read_stream = StreamEndpoint(store, tokens)
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in commands.items()),
+        Route(STREAM_PATH, answering_problems(read_stream.__call__), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", answering_problems(readyz_endpoint(check_ready)), methods=["GET"]),
         Route("/openapi.json", _openapi_endpoint(tokens), methods=["GET"]),
@@ -60,7 +65,7 @@ class CommandsFirst:
     Starlette's two error middlewares, its router and the access log's ``send`` wrapper
     were a fifth of a worker's Python time per command (``docs/performance.md``)."""
 
-    def __init__(self, app: Starlette, commands: Mapping[str, CreateOrderEndpoint]) -> None:
+    def __init__(self, app: Starlette, commands: Mapping[str, CommandEndpoint]) -> None:
         self.app = app
         self._commands = dict(commands)
 
@@ -92,7 +97,7 @@ def answering_problems(endpoint: Endpoint) -> Endpoint:
 
 
 def _openapi_endpoint(tokens: BearerTokens) -> Endpoint:
-    document = orjson.dumps(openapi_document(bearer_tokens=tokens.enabled))
+    document = orjson.dumps(openapi_document(COMMANDS, bearer_tokens=tokens.enabled))
 
     async def openapi(request: Request) -> Response:
         return Response(document, media_type="application/json")

@@ -1,14 +1,17 @@
-"""Command endpoints: HTTP body in, command handled, 202 with the stream's new version out.
+"""Commands over HTTP: the table of commands, and the one endpoint type that serves them.
 
 A command endpoint is a plain ASGI callable, not a ``Request`` -> ``Response`` function, and
 ``app.CommandsFirst`` hands it its POSTs before Starlette's middleware and router: commands
 are the hot path, and Starlette's request and response objects, header lookups and wrapper
 layers cost more per command than the rest of the endpoint (``docs/performance.md``).
-Errors still answer through the one problem table.
+Errors still answer through the one problem table. The routes, ``CommandsFirst`` and the
+OpenAPI document are all built from ``COMMANDS``.
 """
 
 import re
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -16,11 +19,14 @@ from starlette.types import Receive, Scope, Send
 from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules, RequestHeaders, read_json_object, request_headers
 from cqrs_demo.api.problems import Problem, as_problem, problem_response
-from cqrs_demo.domain.commands import CreateOrder, parse_create_order
+from cqrs_demo.domain import orders
 from cqrs_demo.domain.errors import FieldError, InvalidCommand
+from cqrs_demo.domain.fields import C, parse
 from cqrs_demo.domain.ids import uuid7
 from cqrs_demo.domain.text import printable
-from cqrs_demo.handlers import CommandContext, OrderPlaced, handle_create_order
+from cqrs_demo.handlers.append import Accepted, CommandContext
+from cqrs_demo.handlers.cancel_order import handle_cancel_order
+from cqrs_demo.handlers.create_order import handle_create_order
 from cqrs_demo.ports import EventStore
 
 _VERSION_ETAG = re.compile(r'"(\d{1,18})"|(\d{1,18})')
@@ -29,14 +35,71 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _JSON = (b"content-type", b"application/json")
 
 
-class CreateOrderEndpoint:
-    """``POST /api/commands/order/create``: place an order on the user's stream.
+def accepted_body(outcome: Accepted) -> bytes:
+    """The 202 of every command: ``status``, ``count``, ``aggregate_id``, what the command
+    recorded (``order_id``), ``version`` and ``event_ids``."""
+    return orjson.dumps(
+        {
+            "status": "events_persisted",
+            "count": str(len(outcome.event_ids)),
+            "aggregate_id": outcome.stream,
+            **outcome.result,
+            "version": outcome.version,
+            "event_ids": outcome.event_ids,  # orjson writes a UUID as str(UUID) does
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec(Generic[C]):
+    """One command of the API: where it is posted, its OpenAPI name and summary, the
+    command type (whose ``RULES`` read its body and give its schema), its handler, the
+    answers its decision may give besides every command's (status: what it means), and
+    how its 202 body is written."""
+
+    path: str
+    operation_id: str
+    summary: str
+    command: type[C]
+    handle: Callable[[C, EventStore, CommandContext], Awaitable[Accepted]]
+    refusals: Mapping[int, str] = field(default_factory=dict)
+    render: Callable[[Accepted], bytes] = accepted_body
+
+
+COMMANDS: tuple[CommandSpec[Any], ...] = (
+    CommandSpec(
+        "/api/commands/order/create",
+        "createOrder",
+        "Place an order: append OrderCreated to the user's stream",
+        orders.CreateOrder,
+        handle_create_order,
+    ),
+    CommandSpec(
+        "/api/commands/order/cancel",
+        "cancelOrder",
+        "Cancel one of the user's orders: append OrderCancelled to the user's stream",
+        orders.CancelOrder,
+        handle_cancel_order,
+        refusals={
+            404: "The order is not one of this user's orders (urn:cqrs-demo:order-not-found).",
+            409: "The order was already cancelled (urn:cqrs-demo:order-already-cancelled).",
+        },
+    ),
+)
+
+
+class CommandEndpoint:
+    """``POST`` of one command: body read and validated, handled, answered 202 with the
+    stream's new version, or with a problem.
 
     Leaves ``client``, ``aggregate``, ``version`` and ``events`` in ``scope["state"]`` for
     the access log.
     """
 
-    def __init__(self, store: EventStore, tokens: BearerTokens, body: BodyRules) -> None:
+    def __init__(
+        self, spec: CommandSpec[Any], store: EventStore, tokens: BearerTokens, body: BodyRules
+    ) -> None:
+        self.spec = spec
         self._store = store
         self._tokens = tokens
         self._body = body
@@ -51,20 +114,20 @@ class CreateOrderEndpoint:
         try:
             state["client"] = self._tokens.client(headers.get(b"authorization"))
             fields = await read_json_object(receive, headers, self._body)
-            command = _with_if_match(parse_create_order(fields), headers.get(b"if-match"))
-            state["aggregate"] = command.user_id
-            placed = await handle_create_order(command, self._store, _context(headers))
+            command = _with_if_match(parse(self.spec.command, fields), headers.get(b"if-match"))
+            state["aggregate"] = command.stream
+            outcome = await self.spec.handle(command, self._store, _context(headers))
         except Exception as error:
             problem = as_problem(error)
             await problem_response(problem)(scope, receive, send)
             return problem.status
-        state["version"] = placed.version
-        state["events"] = len(placed.event_ids)
-        await _send_accepted(send, placed)
+        state["version"] = outcome.version
+        state["events"] = len(outcome.event_ids)
+        await _send_accepted(send, outcome, self.spec.render(outcome))
         return 202
 
 
-def _with_if_match(command: CreateOrder, header: bytes | None) -> CreateOrder:
+def _with_if_match(command: C, header: bytes | None) -> C:
     """Merge ``If-Match: "N"`` (or a bare ``N``) into the command's expected version; they
     must agree."""
     if header is None:
@@ -100,23 +163,13 @@ def _context(headers: RequestHeaders) -> CommandContext:
     return CommandContext(command_id, correlation_id, idempotency_key)
 
 
-async def _send_accepted(send: Send, placed: OrderPlaced) -> None:
-    body = orjson.dumps(
-        {
-            "status": "events_persisted",
-            "count": str(len(placed.event_ids)),
-            "aggregate_id": placed.stream,
-            "order_id": placed.order_id,
-            "version": placed.version,
-            "event_ids": placed.event_ids,  # orjson writes a UUID as str(UUID) does
-        }
-    )
+async def _send_accepted(send: Send, outcome: Accepted, body: bytes) -> None:
     headers = [
         _JSON,
         (b"content-length", b"%d" % len(body)),
-        (b"etag", b'"%d"' % placed.version),
+        (b"etag", b'"%d"' % outcome.version),
     ]
-    if placed.replayed:
+    if outcome.replayed:
         headers.append((b"idempotent-replayed", b"true"))
     await send({"type": "http.response.start", "status": 202, "headers": headers})
     await send({"type": "http.response.body", "body": body})

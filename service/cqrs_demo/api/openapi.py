@@ -1,26 +1,45 @@
 """The OpenAPI 3.1 document of the API: every endpoint, body, header and answer.
 
-It is written out rather than derived, so that it states the contract exactly (limits,
+Commands come from the table in ``api.commands``: each one's body schema from its fields'
+rules (one schema per rule, below), its answers from every command's plus its own
+refusals. The rest is written out, so that it states the contract exactly (limits,
 patterns, every status); the API tests and the schemathesis fuzzer hold the service to it.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from cqrs_demo.domain.commands import (
+from cqrs_demo.api.commands import CommandSpec
+from cqrs_demo.api.streams import DEFAULT_LIMIT, MAX_LIMIT
+from cqrs_demo.domain import fields
+from cqrs_demo.domain.fields import (
+    EDGE_SPACES,
     MAX_ID_LENGTH,
     MAX_PRICE_DECIMALS,
     MAX_QUANTITY,
+    MAX_TEXT_LENGTH,
     MAX_TOTAL_PRICE,
     MAX_VERSION,
 )
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
-_IDENTIFIER = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": MAX_ID_LENGTH,
-    "pattern": "^[^\\u0000-\\u001f\\u007f]+$",
-}
+# Any character but a control character, and no white space at either end (JSON Schema
+# patterns cannot say everything the rules say: bidirectional controls and lone surrogates
+# are refused too, see domain/fields.py; schemas here may accept more, never less).
+_CONTROL = "\\u0000-\\u001f\\u007f"
+_EDGE = _CONTROL + EDGE_SPACES
+
+
+def _text(limit: int) -> dict[str, object]:
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": limit,
+        "pattern": f"^[^{_EDGE}](?:[^{_CONTROL}]*[^{_EDGE}])?$",
+    }
+
+
+_IDENTIFIER = _text(MAX_ID_LENGTH)
 
 
 def _problem(description: str, **headers: Mapping[str, object]) -> dict[str, object]:
@@ -35,34 +54,39 @@ def _problem(description: str, **headers: Mapping[str, object]) -> dict[str, obj
 
 _RETRY_AFTER: Mapping[str, object] = {"schema": {"type": "string", "pattern": "^[0-9]+$"}}
 
-_CREATE_ORDER = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["user_id", "product_id", "quantity", "total_price"],
-    "properties": {
-        "user_id": {**_IDENTIFIER, "description": "The user; the stream the order goes to."},
-        "product_id": _IDENTIFIER,
-        "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY},
-        "total_price": {
-            "type": "number",
-            "minimum": 0,
-            "exclusiveMaximum": int(MAX_TOTAL_PRICE),
-            "description": f"Kept as the exact decimal sent; at most {MAX_PRICE_DECIMALS} "
-            "decimal places.",
-        },
-        "timestamp": {
-            "type": ["string", "null"],
-            "format": "date-time",
-            "description": "The client's time (RFC 3339), kept in the event's metadata.",
-        },
-        "expected_version": {
-            "type": ["integer", "null"],
-            "minimum": 0,
-            "maximum": MAX_VERSION,
-            "description": "The version the user's stream must be at; 0 for a new stream.",
-        },
+_RULE_SCHEMAS: Mapping[fields.Rule, Mapping[str, object]] = {
+    fields.IDENTIFIER: _IDENTIFIER,
+    fields.OPTIONAL_TEXT: {**_text(MAX_TEXT_LENGTH), "type": ["string", "null"]},
+    fields.QUANTITY: {"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY},
+    fields.TOTAL_PRICE: {
+        "type": "number",
+        "minimum": 0,
+        "exclusiveMaximum": int(MAX_TOTAL_PRICE),
+        "description": f"Kept as the exact decimal sent; at most {MAX_PRICE_DECIMALS} "
+        "decimal places.",
+    },
+    fields.TIMESTAMP: {
+        "type": ["string", "null"],
+        "format": "date-time",
+        "description": "The client's time (RFC 3339), kept in the event's metadata.",
+    },
+    fields.EXPECTED_VERSION: {
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "maximum": MAX_VERSION,
+        "description": "The version the user's stream must be at; 0 for a new stream.",
     },
 }
+
+
+def _body_schema(rules: Mapping[str, fields.Rule]) -> dict[str, object]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [name for name, rule in rules.items() if rule.required],
+        "properties": {name: _RULE_SCHEMAS[rule] for name, rule in rules.items()},
+    }
+
 
 _ORDER_ACCEPTED = {
     "type": "object",
@@ -112,110 +136,241 @@ def _header(name: str, description: str, schema: dict[str, object]) -> dict[str,
     }
 
 
-_CREATE_ORDER_OPERATION = {
-    "operationId": "createOrder",
-    "summary": "Place an order: append OrderCreated to the user's stream",
+_COMMAND_HEADERS = [
+    _header(
+        "If-Match",
+        'The expected stream version as an ETag, like "3".',
+        {"type": "string", "pattern": '^("[0-9]{1,18}"|[0-9]{1,18})$'},
+    ),
+    _header(
+        "Idempotency-Key",
+        "Makes retries safe: the same key and body replay the first answer.",
+        {"type": "string", "pattern": "^[!-~]{1,255}$"},
+    ),
+    _header(
+        "X-Correlation-ID",
+        "Kept in the event's metadata.",
+        {"type": "string", "pattern": "^[!-~]{1,200}$"},
+    ),
+]
+
+_COMMAND_RESPONSES: Mapping[str, dict[str, object]] = {
+    "202": {
+        "description": "The event is stored (committed) at the given stream version.",
+        "headers": {
+            "ETag": {"schema": {"type": "string"}},
+            "Idempotent-Replayed": {"schema": {"const": "true"}},
+        },
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OrderAccepted"}}},
+    },
+    "400": _problem("Invalid JSON, invalid fields (all listed in errors) or headers."),
+    "401": _problem("Tokens are configured and no valid bearer token was sent."),
+    "405": _problem("Only POST is allowed.", Allow={"schema": {"const": "POST"}}),
+    "408": _problem("The body did not arrive in time."),
+    "409": _problem(
+        "The stream is not at the expected version, or a request with the "
+        "same Idempotency-Key is still in progress."
+    ),
+    "413": _problem("The body is larger than the limit."),
+    "415": _problem("The body is not JSON."),
+    "422": _problem("The Idempotency-Key was used for a different request."),
+    "500": _problem("An unexpected error; the answer carries an error id."),
+    "503": _problem("The event store is unavailable.", **{"Retry-After": _RETRY_AFTER}),
+}
+
+
+def _command_operation(spec: CommandSpec[Any]) -> dict[str, object]:
+    """The POST of one command: its body, every command's headers and answers, and its
+    own refusals (a status every command has gets the refusal added to its description)."""
+    responses = dict(_COMMAND_RESPONSES)
+    for status, meaning in spec.refusals.items():
+        earlier = responses.get(str(status))
+        described = meaning if earlier is None else f"{earlier['description']} Or: {meaning}"
+        responses[str(status)] = _problem(described)
+    schema_ref = f"#/components/schemas/{spec.command.__name__}"
+    return {
+        "operationId": spec.operation_id,
+        "summary": spec.summary,
+        "parameters": _COMMAND_HEADERS,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": schema_ref}}},
+        },
+        "responses": responses,
+    }
+
+
+_STREAM_EVENT = {
+    "type": "object",
+    "required": ["event_id", "event_type", "version", "occurred_on", "payload", "metadata"],
+    "properties": {
+        "event_id": {"type": "string", "format": "uuid"},
+        "event_type": {"type": "string"},
+        "version": {"type": "integer", "minimum": 1},
+        "occurred_on": {"type": "string", "format": "date-time"},
+        "payload": {"type": "object"},
+        "metadata": {"type": "object"},
+    },
+}
+
+_STREAM_PAGE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["aggregate_id", "stream_version", "direction", "events"],
+    "properties": {
+        "aggregate_id": {"type": "string"},
+        "stream_version": {"type": "integer", "minimum": 1},
+        "direction": {"enum": ["forward", "backward"]},
+        "events": {"type": "array", "items": {"$ref": "#/components/schemas/StreamEvent"}},
+    },
+}
+
+
+def _query(name: str, description: str, schema: dict[str, object]) -> dict[str, object]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_READ_STREAM = {
+    "operationId": "readStream",
+    "summary": "Read the events of one stream, a page at a time",
     "parameters": [
-        _header(
-            "If-Match",
-            'The expected stream version as an ETag, like "3".',
-            {"type": "string", "pattern": '^("[0-9]{1,18}"|[0-9]{1,18})$'},
+        {
+            "name": "aggregate_id",
+            "in": "path",
+            "required": True,
+            "description": "The stream (for orders: the user id), percent-encoded.",
+            "schema": _IDENTIFIER,
+        },
+        _query(
+            "from_version",
+            "The first version to read (default: 1 forward, the head backward).",
+            {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
         ),
-        _header(
-            "Idempotency-Key",
-            "Makes retries safe: the same key and body replay the first answer.",
-            {"type": "string", "pattern": "^[!-~]{1,255}$"},
+        _query(
+            "limit",
+            f"At most this many events (default {DEFAULT_LIMIT}).",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
         ),
-        _header(
-            "X-Correlation-ID",
-            "Kept in the event's metadata.",
-            {"type": "string", "pattern": "^[!-~]{1,200}$"},
+        _query(
+            "direction",
+            "forward (old to new, the default) or backward (from the head down).",
+            {"enum": ["forward", "backward"]},
         ),
     ],
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateOrder"}}},
-    },
     "responses": {
-        "202": {
-            "description": "The event is stored (committed) at the given stream version.",
+        "200": {
+            "description": "The page; ETag is the stream's version.",
             "headers": {
                 "ETag": {"schema": {"type": "string"}},
-                "Idempotent-Replayed": {"schema": {"const": "true"}},
+                "Link": {
+                    "description": 'The next page, rel="next", when there is one.',
+                    "schema": {"type": "string"},
+                },
             },
             "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/OrderAccepted"}}
+                "application/json": {"schema": {"$ref": "#/components/schemas/StreamPage"}}
             },
         },
-        "400": _problem("Invalid JSON, invalid fields (all listed in errors) or headers."),
+        "400": _problem("A parameter is invalid (named in parameter)."),
         "401": _problem("Tokens are configured and no valid bearer token was sent."),
-        "405": _problem("Only POST is allowed.", Allow={"schema": {"const": "POST"}}),
-        "408": _problem("The body did not arrive in time."),
-        "409": _problem(
-            "The stream is not at the expected version, or a request with the "
-            "same Idempotency-Key is still in progress."
-        ),
-        "413": _problem("The body is larger than the limit."),
-        "415": _problem("The body is not JSON."),
-        "422": _problem("The Idempotency-Key was used for a different request."),
+        "404": _problem("The stream has no events (urn:cqrs-demo:stream-not-found)."),
         "500": _problem("An unexpected error; the answer carries an error id."),
         "503": _problem("The event store is unavailable.", **{"Retry-After": _RETRY_AFTER}),
     },
 }
 
 
-def openapi_document(*, bearer_tokens: bool) -> dict[str, object]:
-    operation: dict[str, object] = dict(_CREATE_ORDER_OPERATION)
-    if bearer_tokens:
-        operation["security"] = [{"bearer": []}]
+def openapi_document(
+    commands: Sequence[CommandSpec[Any]], *, bearer_tokens: bool
+) -> dict[str, object]:
+    """The document of an API serving ``commands``; with ``bearer_tokens``, the commands
+    and reads require a token."""
+    paths: dict[str, object] = {
+        spec.path: {"post": _secured(_command_operation(spec), bearer_tokens)} for spec in commands
+    }
+    paths["/api/streams/{aggregate_id}/events"] = {
+        "get": _secured(dict(_READ_STREAM), bearer_tokens)
+    }
+    paths.update(_PROBES)
+    schemas: dict[str, object] = {
+        spec.command.__name__: _body_schema(spec.command.RULES) for spec in commands
+    }
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "cqrs-demo command API",
+            "title": "cqrs-demo API",
             "version": "1",
-            "description": "The command side of a CQRS / event-sourcing system.",
+            "description": "The commands and stream reads of a CQRS / event-sourcing system.",
         },
-        "paths": {
-            "/api/commands/order/create": {"post": operation},
-            "/healthz": {
-                "get": {
-                    "operationId": "healthz",
-                    "summary": "The process answers",
-                    "responses": {
-                        "200": {
-                            "description": "Alive",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
-            "/readyz": {
-                "get": {
-                    "operationId": "readyz",
-                    "summary": "Pool open, database reachable, schema current",
-                    "responses": {
-                        "200": {
-                            "description": "Ready",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["status", "schema_version"],
-                                    }
-                                }
-                            },
-                        },
-                        "503": _problem("Not ready", **{"Retry-After": _RETRY_AFTER}),
-                    },
-                }
-            },
-        },
+        "paths": paths,
         "components": {
             "schemas": {
-                "CreateOrder": _CREATE_ORDER,
+                **schemas,
                 "OrderAccepted": _ORDER_ACCEPTED,
+                "StreamPage": _STREAM_PAGE,
+                "StreamEvent": _STREAM_EVENT,
                 "Problem": _PROBLEM_SCHEMA,
             },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _secured(operation: dict[str, object], bearer_tokens: bool) -> dict[str, object]:
+    if bearer_tokens:
+        operation["security"] = [{"bearer": []}]
+    return operation
+
+
+_PROBES: Mapping[str, object] = {
+    "/healthz": {
+        "get": {
+            "operationId": "healthz",
+            "summary": "The process answers",
+            "responses": {
+                "200": {
+                    "description": "Alive",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
+    "/readyz": {
+        "get": {
+            "operationId": "readyz",
+            "summary": "Pool open, database reachable, schema current",
+            "responses": {
+                "200": {
+                    "description": "Ready",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["status", "schema_version"],
+                            }
+                        }
+                    },
+                },
+                "503": _problem("Not ready", **{"Retry-After": _RETRY_AFTER}),
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI 3.1 document",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
+}

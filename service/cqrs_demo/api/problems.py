@@ -12,6 +12,8 @@ from cqrs_demo.domain.errors import (
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
     InvalidCommand,
+    OrderAlreadyCancelled,
+    OrderNotFound,
 )
 from cqrs_demo.domain.ids import uuid7
 from cqrs_demo.store.errors import SchemaNotCurrent, StoreUnavailable
@@ -99,6 +101,22 @@ def as_problem(error: Exception) -> Problem:
                 aggregate_id=error.stream,
                 expected_version=error.expected_version,
                 actual_version=error.actual_version,
+            )
+        case OrderNotFound():
+            return Problem(
+                404,
+                str(error),
+                problem_type="urn:cqrs-demo:order-not-found",
+                order_id=error.order_id,
+                user_id=error.user_id,
+            )
+        case OrderAlreadyCancelled():
+            return Problem(
+                409,
+                str(error),
+                problem_type="urn:cqrs-demo:order-already-cancelled",
+                order_id=error.order_id,
+                cancelled_on=error.cancelled_on.isoformat(),
             )
         case IdempotencyKeyReused():
             return Problem(422, str(error), problem_type="urn:cqrs-demo:idempotency-key-reused")

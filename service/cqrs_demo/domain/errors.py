@@ -1,6 +1,11 @@
-"""Errors the domain raises: a refused command, and a stream that moved under a command."""
+"""Errors the domain raises: a refused command, a stream that moved under a command, an
+order a decision refuses, and a stored event that cannot be read."""
 
 from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from cqrs_demo.domain.text import printable
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +55,41 @@ class IdempotencyKeyInFlight(Exception):
     def __init__(self, key: str) -> None:
         super().__init__(f"a request with Idempotency-Key {key!r} is still in progress")
         self.key = key
+
+
+class Refused(Exception):
+    """A decision refused a command: its rules do not allow it on the stream's state."""
+
+
+class OrderNotFound(Refused):
+    """The order is not one of this user's: it is not in the user's stream."""
+
+    def __init__(self, order_id: str, user_id: str) -> None:
+        super().__init__(
+            f"order {printable(order_id)!r} is not an order of user {printable(user_id)!r}"
+        )
+        self.order_id = order_id
+        self.user_id = user_id
+
+
+class OrderAlreadyCancelled(Refused):
+    """The order was cancelled before; a second cancel is refused."""
+
+    def __init__(self, order_id: str, cancelled_on: datetime) -> None:
+        super().__init__(
+            f"order {printable(order_id)!r} was already cancelled at {cancelled_on.isoformat()}"
+        )
+        self.order_id = order_id
+        self.cancelled_on = cancelled_on
+
+
+class UnreadableEvent(Exception):
+    """A stored event the domain cannot read: an unknown type, a payload without a field it
+    needs, or a fact that contradicts the stream before it. The data needs an operator."""
+
+    def __init__(self, event_id: UUID, event_type: str, reason: str) -> None:
+        super().__init__(
+            f"stored event {event_id} ({printable(event_type)}) is unreadable: {reason}"
+        )
+        self.event_id = event_id
+        self.event_type = event_type

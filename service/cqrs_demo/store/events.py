@@ -16,6 +16,7 @@ from cqrs_demo.domain.events import DomainEvent
 from cqrs_demo.ports import Appended, Direction, IdempotencyKey, StreamSlice
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.group_commit import GroupCommit
+from cqrs_demo.store.idempotency import recorded_outcome
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.prepared import PreparedStatement
 from cqrs_demo.store.sql import query
@@ -208,6 +209,13 @@ class PostgresEventStore:
         assert row is not None
         assert isinstance(row[0], int)
         return row[0]
+
+    async def recorded_outcome(self, idempotency: IdempotencyKey) -> Appended | None:
+        """The outcome recorded under ``idempotency``'s key within the retention period, as
+        a replay; ``None`` when the key is unknown or expired. Raises
+        ``IdempotencyKeyReused`` when the key was recorded for another request, and
+        ``StoreUnavailable`` or ``StoreError`` (``Database``)."""
+        return await recorded_outcome(self._database, idempotency, self.idempotency_retention)
 
     async def prune_idempotency_keys(self) -> int:
         """Forget keys older than the retention period; return how many were removed."""

@@ -1,0 +1,174 @@
+"""Reading a stream over HTTP: ``GET /api/streams/{aggregate_id}/events``."""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from urllib.parse import quote, unquote_to_bytes
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cqrs_demo.api.auth import BearerTokens
+from cqrs_demo.api.problems import Problem
+from cqrs_demo.domain.fields import MAX_VERSION, FieldRefused, identifier
+from cqrs_demo.domain.text import printable
+from cqrs_demo.ports import Direction, EventStore, RecordedEvent, StreamSlice
+
+PATH = "/api/streams/{aggregate_id:path}/events"
+_PREFIX = b"/api/streams/"
+_SUFFIX = b"/events"
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+_PARAMETERS = ("from_version", "limit", "direction")
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamQuery:
+    """A validated read: which stream, from where, how many, which way."""
+
+    aggregate_id: str
+    from_version: int | None
+    limit: int
+    direction: Direction
+
+
+class StreamEndpoint:
+    """The events of one stream, a page at a time, with its version as the ``ETag`` and a
+    ``Link`` to the next page when there is one; 404 for a stream with no events."""
+
+    def __init__(self, store: EventStore, tokens: BearerTokens) -> None:
+        self._store = store
+        self._tokens = tokens
+
+    async def __call__(self, request: Request) -> Response:
+        request.scope.setdefault("state", {})["client"] = self._tokens.client(
+            request.headers.get("authorization", "").encode("latin-1") or None
+        )
+        read = stream_query(request.scope["raw_path"], request.scope["query_string"])
+        request.scope["state"]["aggregate"] = read.aggregate_id
+        page = await self._store.read_stream(
+            read.aggregate_id,
+            from_version=read.from_version,
+            limit=read.limit,
+            direction=read.direction,
+        )
+        if page.stream_version == 0:
+            raise Problem(
+                404,
+                f"stream {printable(read.aggregate_id)!r} has no events",
+                problem_type="urn:cqrs-demo:stream-not-found",
+                aggregate_id=read.aggregate_id,
+            )
+        return _page_response(read, page)
+
+
+def stream_query(raw_path: bytes, query_string: bytes) -> StreamQuery:
+    """The read a request asks for; ``Problem`` 400 naming the parameter that is wrong."""
+    aggregate_id = _aggregate_id(raw_path)
+    parameters = _parameters(query_string)
+    direction_text = parameters.get("direction", "forward")
+    if direction_text not in ("forward", "backward"):
+        raise _bad("direction", f"must be forward or backward, got {printable(direction_text)}")
+    limit = _number(parameters, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    from_version = None
+    if "from_version" in parameters:
+        from_version = _number(parameters, "from_version", 1, 1, MAX_VERSION)
+    return StreamQuery(aggregate_id, from_version, limit, Direction(direction_text))
+
+
+def _aggregate_id(raw_path: bytes) -> str:
+    """The id between ``/api/streams/`` and ``/events``, percent-decoded as UTF-8."""
+    encoded = raw_path.partition(b"?")[0][len(_PREFIX) : -len(_SUFFIX)]
+    try:
+        text = unquote_to_bytes(encoded).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _bad(
+            "aggregate_id", f"is not UTF-8 once percent-decoded (byte {error.start})"
+        ) from None
+    try:
+        return identifier("aggregate_id", text)
+    except FieldRefused as refused:
+        raise Problem(400, str(refused), parameter="aggregate_id") from None
+
+
+def _parameters(query_string: bytes) -> dict[str, str]:
+    """The query's parameters; each known one at most once, no unknown ones."""
+    found: dict[str, str] = {}
+    for pair in query_string.split(b"&") if query_string else ():
+        name_bytes, _, value_bytes = pair.partition(b"=")
+        name = unquote_to_bytes(name_bytes.replace(b"+", b" ")).decode("utf-8", "replace")
+        if name not in _PARAMETERS:
+            known = ", ".join(_PARAMETERS)
+            raise Problem(400, f"unknown query parameter {printable(name)!r}; known: {known}")
+        if name in found:
+            raise _bad(name, "is given more than once")
+        value = unquote_to_bytes(value_bytes.replace(b"+", b" ")).decode("utf-8", "replace")
+        found[name] = value
+    return found
+
+
+def _number(parameters: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = parameters.get(name)
+    if text is None:
+        return default
+    if not _DIGITS.fullmatch(text):
+        raise _bad(name, f"must be a whole number from {low} to {high}, got {printable(text)}")
+    number = int(text)
+    if not low <= number <= high:
+        raise _bad(name, f"must be from {low} to {high}, got {number}")
+    return number
+
+
+def _bad(name: str, message: str) -> Problem:
+    return Problem(400, f"{name} {message}", parameter=name)
+
+
+def _page_response(read: StreamQuery, page: StreamSlice) -> Response:
+    body = orjson.dumps(
+        {
+            "aggregate_id": read.aggregate_id,
+            "stream_version": page.stream_version,
+            "direction": read.direction.value,
+            "events": [_event_json(event) for event in page.events],
+        },
+        default=_exact_decimal,
+    )
+    headers = {"ETag": f'"{page.stream_version}"'}
+    following = _next_version(read, page)
+    if following is not None:
+        url = (
+            f"/api/streams/{quote(read.aggregate_id, safe='')}/events"
+            f"?from_version={following}&limit={read.limit}&direction={read.direction.value}"
+        )
+        headers["Link"] = f'<{url}>; rel="next"'
+    return Response(body, 200, headers=headers, media_type="application/json")
+
+
+def _next_version(read: StreamQuery, page: StreamSlice) -> int | None:
+    """Where the next page starts, if there are events beyond this one."""
+    if not page.events or len(page.events) < read.limit:
+        return None
+    last = page.events[-1].version
+    if read.direction is Direction.FORWARD:
+        return last + 1 if last < page.stream_version else None
+    return last - 1 if last > 1 else None
+
+
+def _event_json(event: RecordedEvent) -> dict[str, object]:
+    return {
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "version": event.version,
+        "occurred_on": event.occurred_on.isoformat(),
+        "payload": event.payload,
+        "metadata": event.metadata,
+    }
+
+
+def _exact_decimal(value: object) -> orjson.Fragment:
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(format(value, "f"))
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
