@@ -12,7 +12,7 @@ import psycopg
 
 # A row the appends need: its version is taken, not committed, so theirs wait on it.
 HOLD_VERSION = (
-    "INSERT INTO events (aggregate_id, event_type, payload, version) VALUES (%s, 'Held', '{}', %s)"
+    "INSERT INTO events (aggregate_id, event_type, payload, version) VALUES (%s, %s, %s, %s)"
 )
 # The sessions of the service's pools (every pool sets this application_name).
 STORE_SESSIONS = "application_name = 'cqrs-demo'"
@@ -25,14 +25,20 @@ POLL_TIMEOUT = 15.0
 
 
 async def hold_versions(
-    conninfo: str, streams: tuple[str, ...], version: int = 1
+    conninfo: str,
+    streams: tuple[str, ...],
+    version: int = 1,
+    *,
+    event_type: str = "Held",
+    payload: str = "{}",
 ) -> psycopg.AsyncConnection[object]:
-    """An open transaction that has inserted ``version`` of each of ``streams`` and not
-    committed: appends that need that version wait for it inside the database until it
-    ends (rolled back: they go ahead; committed: they conflict)."""
+    """An open transaction that has inserted ``version`` of each of ``streams`` (an event of
+    ``event_type`` with the JSON ``payload``) and not committed: appends that need that
+    version wait for it inside the database until it ends (rolled back: they go ahead;
+    committed: they conflict, and a reader of the stream then sees the event)."""
     holder = await psycopg.AsyncConnection.connect(conninfo)
     for stream in streams:
-        await holder.execute(HOLD_VERSION, [stream, version])
+        await holder.execute(HOLD_VERSION, [stream, event_type, payload, version])
     return holder
 
 

@@ -178,6 +178,31 @@ def test_every_control_character_is_refused_in_identifiers() -> None:
     assert parse_create_order({**VALID, "user_id": "a\u200bb\u00adc"}).user_id == "a\u200bb\u00adc"
 
 
+@pytest.mark.parametrize("field", ["user_id", "product_id"])
+@pytest.mark.parametrize("value", [" ", "   ", "\u00a0", "\u3000 \u2002"])
+def test_a_blank_identifier_is_refused(field: str, value: str) -> None:
+    assert refused({**VALID, field: value}) == {field: f"{field} must not be blank"}
+
+
+@pytest.mark.parametrize("field", ["user_id", "product_id"])
+@pytest.mark.parametrize("value", [" alice", "alice ", "\u00a0alice", "alice\u3000", "\u2028a"])
+def test_an_identifier_with_white_space_at_either_end_is_refused(field: str, value: str) -> None:
+    message = f"{field} must not start or end with white space"
+    assert refused({**VALID, field: value}) == {field: message}
+
+
+def test_white_space_inside_an_identifier_is_kept() -> None:
+    assert parse_create_order({**VALID, "user_id": "Ada  Lovelace"}).user_id == "Ada  Lovelace"
+
+
+def test_every_white_space_character_is_refused_at_either_end() -> None:
+    spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    assert len(spaces) == 29
+    for space in spaces:
+        for value in (f"{space}a", f"a{space}"):
+            assert "user_id" in refused({**VALID, "user_id": value}), repr(value)
+
+
 def test_a_unicode_identifier_of_255_characters_is_accepted() -> None:
     assert parse_create_order({**VALID, "user_id": "é" * 255}).user_id == "é" * 255
 

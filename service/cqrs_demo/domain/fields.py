@@ -148,6 +148,8 @@ def identifier(name: str, value: object) -> str:
 
 
 def _optional_text(name: str, value: object) -> str | None:
+    if value == "":
+        raise FieldRefused(f"{name} must not be empty: leave it out (or null) for none")
     return None if value is None else _text(name, value, MAX_TEXT_LENGTH)
 
 
