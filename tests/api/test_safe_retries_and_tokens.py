@@ -17,6 +17,7 @@ from tests.races import hold_version_one, wait_for_blocked_appends
 from tests.support import CQRS_DEMO, Service, raw_exchange, running_service
 
 CREATE = "/api/commands/order/create"
+CANCEL = "/api/commands/order/cancel"
 
 
 def order(user: str, quantity: int = 2) -> dict[str, object]:
@@ -121,8 +122,13 @@ def test_commands_need_a_valid_token_once_tokens_are_configured(
             client.post(CREATE, json=order(user), headers={"Authorization": f"Basic {token}"}),
             client.post(CREATE, json=order(user), headers={"Authorization": token}),
         ]
+        refused.append(client.post(CANCEL, json={"user_id": user, "order_id": "o"}))
+        refused.append(client.get(f"/api/streams/{user}/events"))
         accepted = client.post(
             CREATE, json=order(user), headers={"Authorization": f"Bearer {token}"}
+        )
+        read = client.get(
+            f"/api/streams/{user}/events", headers={"Authorization": f"Bearer {token}"}
         )
         probe = client.get("/healthz")
     for response in refused:
@@ -132,6 +138,7 @@ def test_commands_need_a_valid_token_once_tokens_are_configured(
             "a valid bearer token is required: Authorization: Bearer <token>"
         )
     assert accepted.status_code == 202
+    assert read.status_code == 200
     assert probe.status_code == 200
     assert count_rows(database_url, user) == 1
     log = service.log()
