@@ -246,8 +246,13 @@ async def test_an_unmigrated_database_is_reported_behind(empty_database: str) ->
 async def test_an_applied_migration_that_changed_is_refused(empty_database: str) -> None:
     await migrate(empty_database)
     async with await psycopg.AsyncConnection.connect(empty_database, autocommit=True) as conn:
-        await conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
-    with pytest.raises(MigrationChanged, match="0001_create_events changed"):
+        await conn.execute("UPDATE schema_migrations SET checksum = 'bad' WHERE version = 1")
+    shipped = migrations()[0].checksum[:12]
+    with pytest.raises(
+        MigrationChanged,
+        match=f"0001_create_events changed after it was applied: sha256 {shipped} shipped,"
+        " bad recorded",
+    ):
         await migrate(empty_database)
 
 

@@ -74,8 +74,12 @@ async def _apply_migrations(conn: Connection) -> tuple[Migration, ...]:
     await conn.execute(query("create_schema_migrations"))
     applied = await _applied_checksums(conn)
     for migration in migrations():
-        if migration.version in applied and applied[migration.version] != migration.checksum:
-            raise MigrationChanged(f"migration {migration.name} changed after it was applied")
+        recorded = applied.get(migration.version, migration.checksum)
+        if recorded != migration.checksum:
+            raise MigrationChanged(
+                f"migration {migration.name} changed after it was applied: sha256"
+                f" {migration.checksum[:12]} shipped, {recorded[:12]} recorded"
+            )
     pending = tuple(m for m in migrations() if m.version not in applied)
     for migration in pending:
         async with conn.transaction():
