@@ -17,8 +17,8 @@ from cqrs_demo.logs import configure_logging
 from cqrs_demo.settings import ConfigError, database_conninfo, load_settings
 from cqrs_demo.store.conninfo import describe
 from cqrs_demo.store.errors import MigrationChanged, SchemaNotCurrent, StoreUnavailable
-from cqrs_demo.store.schema import check_database, migrate
-from cqrs_demo.store.sql import latest_schema_version
+from cqrs_demo.store.schema import Migrated, check_database, migrate
+from cqrs_demo.store.sql import database_functions, latest_schema_version
 
 EXIT_CONFIG = 78
 
@@ -65,12 +65,32 @@ def _serve(arguments: argparse.Namespace) -> int:
 
 
 def _migrate(arguments: argparse.Namespace) -> int:
-    applied = asyncio.run(migrate(database_conninfo(os.environ)))
-    for migration in applied:
-        print(f"applied {migration.name}")
-    if not applied:
-        print(f"nothing to apply: schema at version {latest_schema_version()}")
+    for line in _describe(asyncio.run(migrate(database_conninfo(os.environ)))):
+        print(line)
     return 0
+
+
+def _describe(migrated: Migrated) -> list[str]:
+    """One line per thing ``migrate`` did. Whatever changed the database starts with
+    ``applied `` (the Ansible role reports the run as *changed* by that)."""
+    lines = [f"applied {migration.name}" for migration in migrated.migrations]
+    lines += [
+        f"applied function {applied.function.name}: sha256 {applied.function.checksum[:12]},"
+        f" was {'not recorded' if applied.replaced is None else applied.replaced[:12]}"
+        for applied in migrated.functions
+    ]
+    lines += [
+        f"kept function {newer.name}: applied by a release at schema version"
+        f" {newer.schema_version}, this release is at {latest_schema_version()}"
+        for newer in migrated.left_to_newer
+    ]
+    if not migrated.migrations and not migrated.functions:
+        count = len(database_functions())
+        lines.append(
+            f"nothing to apply: schema at version {latest_schema_version()},"
+            f" {count} functions as recorded"
+        )
+    return lines
 
 
 def _check(arguments: argparse.Namespace) -> int:
@@ -107,8 +127,8 @@ def _local(arguments: argparse.Namespace) -> int:
             "CQRS_DATABASE_URL": database.url("cqrs_events"),
             "CQRS_PORT": str(arguments.port),
         }
-        for migration in asyncio.run(migrate(database.url("cqrs_events"))):
-            print(f"applied {migration.name}", file=sys.stderr)
+        for line in _describe(asyncio.run(migrate(database.url("cqrs_events")))):
+            print(line, file=sys.stderr)
         settings = load_settings(environ)
         configure_logging(settings.log_level)
         print(f"throwaway PostgreSQL: psql {database.url('cqrs_events')}", file=sys.stderr)

@@ -8,7 +8,7 @@ from cqrs_demo.domain.events import DomainEvent
 from cqrs_demo.ports import Appended, IdempotencyKey
 from cqrs_demo.store.events import PostgresEventStore
 from tests.races import hold_version_one, wait_for_blocked_appends
-from tests.store.test_event_store import new_stream, order
+from tests.store.streams import new_stream, order
 
 Append = Coroutine[object, object, Appended]
 

@@ -1,10 +1,14 @@
-"""Fixtures of the store tests: a small pool over the session database."""
+"""Fixtures of the store tests: a small pool over the session database, and stores on it."""
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
+from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
+
+RETENTION = timedelta(hours=1)
 
 
 @pytest.fixture
@@ -13,3 +17,20 @@ async def database(database_url: str) -> AsyncIterator[Database]:
     await database.open(wait_seconds=10)
     yield database
     await database.close()
+
+
+@pytest.fixture(params=[64, 1], ids=["group-commit", "one-by-one"])
+def store(database: Database, request: pytest.FixtureRequest) -> PostgresEventStore:
+    """The store both ways the service runs it: group commit with two writers, and every
+    append a statement of its own. Each command's outcome must be the same."""
+    return PostgresEventStore(
+        database, idempotency_retention=RETENTION, max_batch=request.param, max_in_flight=2
+    )
+
+
+@pytest.fixture
+def one_writer_store(database: Database) -> PostgresEventStore:
+    """One writer: what queues while it writes goes out as its next batch, all together."""
+    return PostgresEventStore(
+        database, idempotency_retention=RETENTION, max_batch=64, max_in_flight=1
+    )

@@ -1,7 +1,6 @@
 """Group commit: batches form under concurrency, and each command keeps its own outcome."""
 
 import asyncio
-from datetime import timedelta
 
 import psycopg
 import pytest
@@ -10,29 +9,20 @@ from cqrs_demo.domain.errors import ExpectedVersionMismatch
 from cqrs_demo.ports import Appended
 from cqrs_demo.store.errors import StoreError
 from cqrs_demo.store.events import PostgresEventStore
-from cqrs_demo.store.pool import Database
 from tests.races import transactions_of
 from tests.store.batches import append, in_one_batch
-from tests.store.test_event_store import new_stream, order, rows
+from tests.store.streams import new_stream, order, rows
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def store(database: Database) -> PostgresEventStore:
-    """One writer: everything that arrives while it writes goes into the next batch."""
-    return PostgresEventStore(
-        database, idempotency_retention=timedelta(hours=1), max_batch=64, max_in_flight=1
-    )
-
-
 async def test_concurrent_appends_share_transactions(
-    store: PostgresEventStore, database_url: str
+    one_writer_store: PostgresEventStore, database_url: str
 ) -> None:
     streams = [new_stream() for _ in range(50)]
     outcomes = await asyncio.gather(
         *(
-            store.append_events(stream, [order(stream)], expected_version=0, metadata={})
+            one_writer_store.append_events(stream, [order(stream)], expected_version=0, metadata={})
             for stream in streams
         )
     )
@@ -54,12 +44,12 @@ async def one_batch_with_one_odd(
 
 
 async def test_a_conflict_in_a_batch_refuses_that_command_only(
-    store: PostgresEventStore, database_url: str
+    one_writer_store: PostgresEventStore, database_url: str
 ) -> None:
     taken = new_stream()
-    await store.append_events(taken, [order(taken)], expected_version=0, metadata={})
+    await one_writer_store.append_events(taken, [order(taken)], expected_version=0, metadata={})
     others = [new_stream() for _ in range(5)]
-    outcomes = await one_batch_with_one_odd(store, database_url, others, taken)
+    outcomes = await one_batch_with_one_odd(one_writer_store, database_url, others, taken)
     refused = outcomes.pop(3)
     assert all(isinstance(outcome, Appended) for outcome in outcomes)
     assert isinstance(refused, ExpectedVersionMismatch)
@@ -73,13 +63,13 @@ async def test_a_conflict_in_a_batch_refuses_that_command_only(
 
 
 async def test_one_stream_in_one_batch_keeps_the_order_of_arrival(
-    store: PostgresEventStore, database_url: str
+    one_writer_store: PostgresEventStore, database_url: str
 ) -> None:
     stream = new_stream()
     events = [order(stream) for _ in range(5)]
     outcomes = await asyncio.gather(
         *(
-            store.append_events(stream, [event], expected_version=None, metadata={})
+            one_writer_store.append_events(stream, [event], expected_version=None, metadata={})
             for event in events
         )
     )
@@ -88,7 +78,7 @@ async def test_one_stream_in_one_batch_keeps_the_order_of_arrival(
 
 
 async def test_a_command_the_database_refuses_fails_alone(
-    store: PostgresEventStore, database_url: str
+    one_writer_store: PostgresEventStore, database_url: str
 ) -> None:
     # The trigger refuses the doomed stream's row once the statement has inserted every
     # row (an AFTER trigger), and first notes how many rows that transaction held: in a
@@ -110,7 +100,7 @@ async def test_a_command_the_database_refuses_fails_alone(
         """)
     try:
         others = [new_stream() for _ in range(5)]
-        outcomes = await one_batch_with_one_odd(store, database_url, others, doomed)
+        outcomes = await one_batch_with_one_odd(one_writer_store, database_url, others, doomed)
     finally:
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
             cursor = await conn.execute("SELECT last_value, is_called FROM rows_beside_doomed")

@@ -13,16 +13,9 @@ from cqrs_demo.store.errors import StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
 from tests.races import WAITING_ON_A_LOCK, hold_version_one, hold_versions, wait_for_blocked_appends
-from tests.store.test_event_store import new_stream, order, rows
+from tests.store.streams import new_stream, order, rows
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=[64, 1], ids=["group-commit", "one-by-one"])
-async def store(database: Database, request: pytest.FixtureRequest) -> PostgresEventStore:
-    return PostgresEventStore(
-        database, idempotency_retention=timedelta(hours=1), max_batch=request.param, max_in_flight=2
-    )
 
 
 def key(request_hash: str = "hash-a") -> IdempotencyKey:

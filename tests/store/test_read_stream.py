@@ -8,7 +8,7 @@ import pytest
 from cqrs_demo.ports import Direction, RecordedEvent
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
-from tests.store.test_event_store import new_stream, order
+from tests.store.streams import new_stream, order
 
 pytestmark = pytest.mark.anyio
 METADATA = {"command_id": "c", "correlation_id": "k"}

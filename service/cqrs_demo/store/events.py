@@ -1,42 +1,24 @@
-"""Appending events to streams, alone or in group commits, and reading streams."""
+"""The event store: appends, alone or in group commits, by one of two write paths.
+
+A batch that ``set_based_append`` accepts (one event and no idempotency key per command, no
+stream twice: every lone ``create order``) goes through its set-based statement; any other
+through ``plpgsql_append``. Both give a command the same outcome; the store tests prove it
+case by case against each path.
+"""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
 
-import orjson
-
-from cqrs_demo.domain.errors import (
-    ExpectedVersionMismatch,
-    IdempotencyKeyInFlight,
-    IdempotencyKeyReused,
-)
 from cqrs_demo.domain.events import DomainEvent
 from cqrs_demo.ports import Appended, Direction, IdempotencyKey, StreamSlice
-from cqrs_demo.store.errors import StoreError, StoreUnavailable
+from cqrs_demo.store import plpgsql_append, set_based_append
+from cqrs_demo.store.errors import StoreError
 from cqrs_demo.store.group_commit import GroupCommit
 from cqrs_demo.store.idempotency import recorded_outcome
+from cqrs_demo.store.pending import PendingAppend
 from cqrs_demo.store.pool import Database
-from cqrs_demo.store.prepared import PreparedStatement
 from cqrs_demo.store.sql import query
-from cqrs_demo.store.streams import read_stream
-
-_APPEND_SINGLE_EVENTS = PreparedStatement(
-    b"cqrs_append_single_events", query("append_single_events")
-)
-
-
-@dataclass(frozen=True, slots=True)
-class PendingAppend:
-    """One command's append, as it waits for its batch."""
-
-    stream: str
-    events: Sequence[DomainEvent]
-    expected_version: int | None
-    metadata: Mapping[str, object]
-    idempotency: IdempotencyKey | None
-    result: Mapping[str, object]
+from cqrs_demo.store.streams import read_stream, stream_version
 
 
 class PostgresEventStore:
@@ -123,64 +105,11 @@ class PostgresEventStore:
 
     async def _write(self, batch: Sequence[PendingAppend]) -> list[Appended | Exception]:
         """One statement, one transaction: every command of ``batch`` decided on its own."""
-        if _single_events(batch):
-            return await self._write_single_events(batch)
-        return await self._write_commands(batch)
-
-    async def _write_single_events(
-        self, batch: Sequence[PendingAppend]
-    ) -> list[Appended | Exception]:
-        """``append_single_events``: for batches that ``_single_events`` accepts."""
-        params = [encode_json([_single_event_json(command) for command in batch]).encode()]
-        async with self._database.connection() as conn:
-            rows = await _APPEND_SINGLE_EVENTS.run(conn, params)
-        decided = {stream: outcome for stream, *outcome in rows}
-        outcomes: list[Appended | Exception] = []
-        for command in batch:
-            outcome, based_on_version, stream_version = decided[command.stream.encode()]
-            if outcome == b"appended":
-                assert stream_version is not None
-                event_ids = (command.events[0].event_id,)
-                outcomes.append(Appended(int(stream_version), event_ids, command.result))
-            else:
-                assert based_on_version is not None
-                version = None if stream_version is None else int(stream_version)
-                outcomes.append(await self._conflict(command, int(based_on_version), version))
-        return outcomes
-
-    async def _conflict(
-        self, command: PendingAppend, based_on_version: int, stream_version: int | None
-    ) -> Exception:
-        """The ``ExpectedVersionMismatch`` of a command ``append_single_events`` refused."""
-        if stream_version is None:
-            # A race lost to a transaction that committed after the statement began: only a
-            # new statement sees its version. The batch is committed by now, so a failure
-            # here is this command's alone (raising would make _write_or_split write again).
-            try:
-                stream_version = await self.stream_version(command.stream)
-            except (StoreError, StoreUnavailable) as error:
-                return error
-        return ExpectedVersionMismatch(command.stream, based_on_version, stream_version)
-
-    async def _write_commands(self, batch: Sequence[PendingAppend]) -> list[Appended | Exception]:
-        """``append_events``: any batch (several events, idempotency keys, a stream twice)."""
-        # Sorted by stream (stably: one stream's commands keep their order), so that two
-        # batches always wait for each other's rows in the same order: no deadlock.
-        order = sorted(range(len(batch)), key=lambda index: batch[index].stream)
-        commands = [batch[index] for index in order]
-        params = {
-            "batch": encode_json([_as_json(command) for command in commands]),
-            "idempotency_retention": self.idempotency_retention,
-        }
-        async with self._database.connection() as conn:
-            cursor = await conn.execute(query("append_events"), params)
-            rows = await cursor.fetchall()
-        outcomes: list[Appended | Exception] = [AssertionError("no outcome")] * len(batch)
-        for command_number, *outcome in rows:
-            assert isinstance(command_number, int)
-            index = order[command_number - 1]
-            outcomes[index] = _outcome(batch[index], *outcome)
-        return outcomes
+        if set_based_append.accepts(batch):
+            return await set_based_append.write(self._database, batch)
+        return await plpgsql_append.write(
+            self._database, batch, idempotency_retention=self.idempotency_retention
+        )
 
     async def read_stream(
         self,
@@ -203,12 +132,7 @@ class PostgresEventStore:
 
     async def stream_version(self, stream: str) -> int:
         """The version of the stream's last event; 0 for a stream with no events."""
-        async with self._database.connection() as conn:
-            cursor = await conn.execute(query("stream_version"), {"stream": stream})
-            row = await cursor.fetchone()
-        assert row is not None
-        assert isinstance(row[0], int)
-        return row[0]
+        return await stream_version(self._database, stream)
 
     async def recorded_outcome(self, idempotency: IdempotencyKey) -> Appended | None:
         """The outcome recorded under ``idempotency``'s key within the retention period, as
@@ -224,82 +148,3 @@ class PostgresEventStore:
                 query("prune_idempotency_keys"), {"retention": self.idempotency_retention}
             )
             return cursor.rowcount
-
-
-def _single_events(batch: Sequence[PendingAppend]) -> bool:
-    """Whether ``append_single_events`` can write ``batch``: one event and no idempotency
-    key per command, and no stream twice (the statement tells commands by their stream)."""
-    return all(len(command.events) == 1 and command.idempotency is None for command in batch) and (
-        len({command.stream for command in batch}) == len(batch)
-    )
-
-
-def _single_event_json(command: PendingAppend) -> dict[str, object]:
-    (event,) = command.events
-    return {
-        "stream": command.stream,
-        "expected_version": command.expected_version,
-        "event_id": event.event_id,
-        "event_type": event.event_type,
-        "occurred_on": event.occurred_on,
-        "payload": event.payload(),
-        "metadata": command.metadata,
-    }
-
-
-def _as_json(command: PendingAppend) -> dict[str, object]:
-    return {
-        "stream": command.stream,
-        "expected_version": command.expected_version,
-        "metadata": command.metadata,
-        "idempotency_key": command.idempotency.key if command.idempotency else None,
-        "request_hash": command.idempotency.request_hash if command.idempotency else None,
-        "result": command.result,
-        "events": [
-            {
-                "event_id": event.event_id,
-                "event_type": event.event_type,
-                "occurred_on": event.occurred_on,
-                "payload": event.payload(),
-            }
-            for event in command.events
-        ],
-    }
-
-
-def _outcome(
-    command: PendingAppend,
-    outcome: object,
-    based_on_version: object,
-    stream_version: object,
-    event_ids: object,
-    result: object,
-) -> Appended | Exception:
-    """One row of ``append_events``: an ``Appended``, or the error it stands for."""
-    key = command.idempotency.key if command.idempotency else ""
-    match outcome:
-        case "appended" | "replayed":
-            assert isinstance(stream_version, int)
-            assert isinstance(event_ids, list)
-            assert isinstance(result, dict)
-            return Appended(stream_version, tuple(event_ids), result, outcome == "replayed")
-        case "conflict":
-            assert isinstance(based_on_version, int)
-            assert isinstance(stream_version, int)
-            return ExpectedVersionMismatch(command.stream, based_on_version, stream_version)
-        case "key_reused":
-            return IdempotencyKeyReused(key)
-        case "key_in_flight":
-            return IdempotencyKeyInFlight(key)
-    raise AssertionError(f"append_events answered {outcome!r}")
-
-
-def encode_json(value: object) -> str:
-    """JSON text with ``Decimal`` written as an exact number literal, never via a float."""
-    return orjson.dumps(value, default=_exact_decimal).decode()
-
-
-def _exact_decimal(value: object) -> orjson.Fragment:
-    if isinstance(value, Decimal) and value.is_finite():
-        return orjson.Fragment(format(value, "f"))
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")

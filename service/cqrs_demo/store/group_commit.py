@@ -4,8 +4,8 @@ A command that arrives while no batch is being written goes out at once, alone, 
 from its caller's own task (no writer task, no extra turn of the loop): a lone client waits
 for nothing. Commands that arrive while a batch is being written queue up and
 go out together in the next one, up to ``max_batch`` of them in one statement. So the batch
-size follows the load, and each command keeps its own outcome (see ``append_events`` in the
-migrations): batching changes when a command commits, never what.
+size follows the load, and each command keeps its own outcome (see
+``functions/append_events.sql``): batching changes when a command commits, never what.
 
 A further batch overlaps the one being written (up to ``max_in_flight`` at a time) only once
 that one has been out for ``overlap_after`` seconds: a batch normally returns well within

@@ -1,23 +1,62 @@
-"""Applying the numbered migrations, and checking that the schema is current."""
+"""Applying the numbered migrations and the function files, and checking the schema."""
+
+from dataclasses import dataclass
 
 import psycopg
 
 from cqrs_demo.store.errors import MigrationChanged, SchemaNotCurrent, StoreUnavailable
 from cqrs_demo.store.pool import Connection, Database
-from cqrs_demo.store.sql import Migration, latest_schema_version, migrations, query
+from cqrs_demo.store.sql import (
+    DatabaseFunction,
+    Migration,
+    database_functions,
+    latest_schema_version,
+    migrations,
+    query,
+)
 
 # Held for the whole run of ``migrate``, so two hosts migrating at once take turns:
 # the second finds the work done. The value spells "cqrsdemo".
 MIGRATION_LOCK_KEY = 0x6371727364656D6F
 
 
-async def migrate(conninfo: str) -> list[Migration]:
-    """Apply every migration not yet recorded, each in its own transaction; return them.
+@dataclass(frozen=True, slots=True)
+class AppliedFunction:
+    """A function file that ``migrate`` ran; ``replaced`` is the checksum of the text it
+    replaced, ``None`` when none was recorded."""
 
-    Idempotent and safe to run from several hosts at once. Raises ``MigrationChanged`` when
-    an applied migration differs from the shipped file, ``StoreUnavailable`` when the
-    database cannot be reached, and the driver's error when a migration fails (that
-    migration is rolled back; the ones before it stay applied).
+    function: DatabaseFunction
+    replaced: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewerFunction:
+    """A function whose recorded text differs from this release's but was applied by a
+    release at a later schema version: ``migrate`` leaves it as it is."""
+
+    name: str
+    schema_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Migrated:
+    """What one run of ``migrate`` did, in order: nothing at all when everything is current."""
+
+    migrations: tuple[Migration, ...] = ()
+    functions: tuple[AppliedFunction, ...] = ()
+    left_to_newer: tuple[NewerFunction, ...] = ()
+
+
+async def migrate(conninfo: str) -> Migrated:
+    """Apply every migration not yet recorded, each in its own transaction; then run every
+    function file whose text differs from the one recorded (or is not recorded), each in a
+    transaction with its new record. Return what was done.
+
+    Idempotent and safe to run from several hosts at once (one advisory lock for the whole
+    run). A function last applied by a release at a later schema version is left alone.
+    Raises ``MigrationChanged`` when an applied migration differs from the shipped file,
+    ``StoreUnavailable`` when the database cannot be reached, and the driver's error when a
+    migration or a function fails (that one is rolled back; the ones before it stay applied).
     """
     try:
         conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
@@ -25,25 +64,68 @@ async def migrate(conninfo: str) -> list[Migration]:
         raise StoreUnavailable(f"cannot connect to the database: {error}") from error
     async with conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_KEY])
-        await conn.execute(query("create_schema_migrations"))
-        applied = await _applied_checksums(conn)
-        pending = [m for m in migrations() if m.version not in applied]
-        for migration in migrations():
-            if migration.version in applied and applied[migration.version] != migration.checksum:
-                raise MigrationChanged(f"migration {migration.name} changed after it was applied")
-        for migration in pending:
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    query("record_migration"),
-                    {
-                        "version": migration.version,
-                        "name": migration.name,
-                        "checksum": migration.checksum,
-                    },
-                )
+        applied = await _apply_migrations(conn)
+        functions, newer = await _apply_functions(conn)
         await conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_KEY])
+    return Migrated(applied, functions, newer)
+
+
+async def _apply_migrations(conn: Connection) -> tuple[Migration, ...]:
+    await conn.execute(query("create_schema_migrations"))
+    applied = await _applied_checksums(conn)
+    for migration in migrations():
+        recorded = applied.get(migration.version, migration.checksum)
+        if recorded != migration.checksum:
+            raise MigrationChanged(
+                f"migration {migration.name} changed after it was applied: sha256"
+                f" {migration.checksum[:12]} shipped, {recorded[:12]} recorded"
+            )
+    pending = tuple(m for m in migrations() if m.version not in applied)
+    for migration in pending:
+        async with conn.transaction():
+            await conn.execute(migration.sql)
+            await conn.execute(
+                query("record_migration"),
+                {
+                    "version": migration.version,
+                    "name": migration.name,
+                    "checksum": migration.checksum,
+                },
+            )
     return pending
+
+
+async def _apply_functions(
+    conn: Connection,
+) -> tuple[tuple[AppliedFunction, ...], tuple[NewerFunction, ...]]:
+    ours = latest_schema_version()
+    recorded = await _recorded_functions(conn)
+    applied: list[AppliedFunction] = []
+    newer: list[NewerFunction] = []
+    for function in database_functions():
+        checksum, version = recorded.get(function.name, (None, 0))
+        if checksum == function.checksum:
+            continue
+        if version > ours:
+            newer.append(NewerFunction(function.name, version))
+            continue
+        async with conn.transaction():
+            await conn.execute(function.sql)
+            await conn.execute(
+                query("record_function"),
+                {"name": function.name, "checksum": function.checksum, "schema_version": ours},
+            )
+        applied.append(AppliedFunction(function, checksum))
+    return tuple(applied), tuple(newer)
+
+
+async def _recorded_functions(conn: Connection) -> dict[str, tuple[str, int]]:
+    """Each recorded function's checksum and the schema version of the release that ran it."""
+    cursor = await conn.execute(query("applied_functions"))
+    return {
+        str(name): (str(checksum), int(str(version)))
+        for name, checksum, version in await cursor.fetchall()
+    }
 
 
 async def _applied_checksums(conn: Connection) -> dict[int, str]:

@@ -50,3 +50,27 @@ def migrations() -> tuple[Migration, ...]:
 
 def latest_schema_version() -> int:
     return migrations()[-1].version
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseFunction:
+    """One function file, ``functions/<name>.sql``: a ``CREATE OR REPLACE FUNCTION <name>``,
+    run again by ``migrate`` whenever its text changes."""
+
+    name: str
+    sql: bytes
+
+    @property
+    def checksum(self) -> str:
+        return sha256(self.sql).hexdigest()
+
+
+@cache
+def database_functions() -> tuple[DatabaseFunction, ...]:
+    """Every function file shipped with this release, by name."""
+    found = [
+        DatabaseFunction(entry.name.removesuffix(".sql"), entry.read_bytes())
+        for entry in files(__package__).joinpath("functions").iterdir()
+        if entry.name.endswith(".sql")
+    ]
+    return tuple(sorted(found, key=lambda function: function.name))

@@ -55,3 +55,13 @@ def _recorded(
     return RecordedEvent(
         event_id, event_type, version, occurred_on, _JSON.decode(payload), _JSON.decode(metadata)
     )
+
+
+async def stream_version(database: Database, stream: str) -> int:
+    """See ``PostgresEventStore.stream_version``."""
+    async with database.connection() as conn:
+        cursor = await conn.execute(query("stream_version"), {"stream": stream})
+        row = await cursor.fetchone()
+    assert row is not None
+    assert isinstance(row[0], int)
+    return row[0]

@@ -1,7 +1,7 @@
 -- append_single_events: the common batch, written set-based: every command has exactly one
 -- event and no idempotency key, and no two commands share a stream (the caller checks; any
--- other batch goes to append_events, whose header in migration 0004 specifies the outcomes
--- this statement keeps). The batch is one JSON array of flat objects:
+-- other batch goes to append_events, whose header in functions/append_events.sql specifies
+-- the outcomes this statement keeps). The batch is one JSON array of flat objects:
 --   {"stream": …, "expected_version": N or null, "event_id": …, "event_type": …,
 --    "occurred_on": …, "payload": {…}, "metadata": {…}}
 --

@@ -1,0 +1,1 @@
+SELECT name, checksum, schema_version FROM schema_functions
