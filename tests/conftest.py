@@ -2,12 +2,13 @@
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from cqrs_demo.localdb import LocalPostgres, LocalPostgresError
+from cqrs_demo.store.pool import Database
 from tests.support import IN_CI, Service, events_table_state, new_database, running_service
 
 _database_numbers = itertools.count(1)
@@ -55,6 +56,15 @@ def service(
         CQRS_GROUP_COMMIT_MAX_BATCH=WRITE_MODES[request.param],
     ) as running:
         yield running
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """A small pool over the session database, for tests of the store and the handlers."""
+    database = Database(database_url, min_size=1, max_size=4, timeout=5)
+    await database.open(wait_seconds=10)
+    yield database
+    await database.close()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Deciding from history against the real store: the retry on a lost race is bounded."""
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -49,14 +49,6 @@ class RacedStore(PostgresEventStore):
             idempotency=idempotency,
             result=result,
         )
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, min_size=1, max_size=2, timeout=5)
-    await database.open(wait_seconds=10)
-    yield database
-    await database.close()
 
 
 async def place(user: str, store: PostgresEventStore) -> str:

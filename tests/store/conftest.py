@@ -1,6 +1,5 @@
-"""Fixtures of the store tests: a small pool over the session database, and stores on it."""
+"""Fixtures of the store tests: stores on the session database's pool (``database``)."""
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -9,14 +8,6 @@ from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
 
 RETENTION = timedelta(hours=1)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, min_size=1, max_size=4, timeout=5)
-    await database.open(wait_seconds=10)
-    yield database
-    await database.close()
 
 
 @pytest.fixture(params=[64, 1], ids=["group-commit", "one-by-one"])

@@ -122,18 +122,29 @@ _PROBLEM_SCHEMA = {
         "expected_version": {"type": "integer"},
         "actual_version": {"type": "integer"},
         "error_id": {"type": "string"},
+        "parameter": {"type": "string"},
+        "order_id": {"type": "string"},
+        "user_id": {"type": "string"},
+        "cancelled_on": {"type": "string", "format": "date-time"},
     },
 }
 
 
-def _header(name: str, description: str, schema: dict[str, object]) -> dict[str, object]:
+def _optional(
+    where: str, name: str, description: str, schema: Mapping[str, object]
+) -> dict[str, object]:
+    """An optional parameter ``where`` ("header", "query") of an operation."""
     return {
         "name": name,
-        "in": "header",
+        "in": where,
         "required": False,
         "description": description,
         "schema": schema,
     }
+
+
+def _header(name: str, description: str, schema: Mapping[str, object]) -> dict[str, object]:
+    return _optional("header", name, description, schema)
 
 
 _COMMAND_HEADERS = [
@@ -226,14 +237,8 @@ _STREAM_PAGE = {
 }
 
 
-def _query(name: str, description: str, schema: dict[str, object]) -> dict[str, object]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
+def _query(name: str, description: str, schema: Mapping[str, object]) -> dict[str, object]:
+    return _optional("query", name, description, schema)
 
 
 _READ_STREAM = {
