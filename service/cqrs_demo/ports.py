@@ -5,6 +5,7 @@ imports these types to return them. Nothing here does I/O.
 """
 
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,6 +53,35 @@ class RecordedEvent:
     metadata: Mapping[str, object]
 
 
+_POSITION = re.compile(r"([0-9]{1,20})-([0-9]{1,19})")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """An event's place in the global feed: the id of the transaction that wrote it, then
+    its row id. Events are read in this order, and only those of transactions older than
+    every transaction still running, so none is ever skipped (``docs/architecture.md``).
+    Clients see it as an opaque string (``str``); ``parse`` reads one back."""
+
+    transaction_id: int
+    event_number: int
+
+    def __str__(self) -> str:
+        return f"{self.transaction_id}-{self.event_number}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Position":
+        """The position ``str`` wrote; ``ValueError`` naming the text for anything else."""
+        match = _POSITION.fullmatch(text)
+        if match is None or int(match[1]) >= 2**64 or int(match[2]) >= 2**63:
+            raise ValueError(f"not a position: {text[:60]!r}")
+        return cls(int(match[1]), int(match[2]))
+
+
+# Before every event: a feed read after it starts at the first event.
+START = Position(0, 0)
+
+
 class Direction(enum.Enum):
     """Which way a stream is read: from old to new, or from the head down."""
 
@@ -66,6 +96,24 @@ class StreamSlice:
 
     events: tuple[RecordedEvent, ...]
     stream_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """One event of the global feed: where it is, its stream, and the event."""
+
+    position: Position
+    stream: str
+    event: RecordedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    """Events of the feed in order, and the position to read on after: the last event's,
+    or the position the read started after when there was none."""
+
+    events: tuple[FeedEvent, ...]
+    next: Position
 
 
 class EventStore(Protocol):
@@ -96,4 +144,9 @@ class EventStore(Protocol):
     async def recorded_outcome(self, idempotency: IdempotencyKey) -> Appended | None:
         """What a command recorded under ``idempotency``'s key, as a replay; ``None`` when
         nothing is recorded. See ``PostgresEventStore``."""
+        ...
+
+    async def read_feed(self, after: Position, limit: int) -> FeedPage:
+        """Up to ``limit`` events of all streams after ``after``, in feed order, never
+        skipping one; see ``PostgresEventStore``."""
         ...

@@ -27,7 +27,14 @@ from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
 from cqrs_demo.domain.events import DomainEvent
 from cqrs_demo.logs import configure_logging
-from cqrs_demo.ports import Appended, Direction, IdempotencyKey, StreamSlice
+from cqrs_demo.ports import (
+    Appended,
+    Direction,
+    FeedPage,
+    IdempotencyKey,
+    Position,
+    StreamSlice,
+)
 
 BODY = b'{"user_id":"u-12345678-abc-1-77","product_id":"prod_456","quantity":2,"total_price":150.0}'
 PATH = "/api/commands/order/create"
@@ -61,6 +68,9 @@ class AnswersAtOnce:
 
     async def recorded_outcome(self, idempotency: IdempotencyKey) -> Appended | None:
         return None
+
+    async def read_feed(self, after: Position, limit: int) -> FeedPage:
+        return FeedPage((), after)
 
 
 async def always_ready() -> int:

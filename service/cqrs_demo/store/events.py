@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from cqrs_demo.domain.events import DomainEvent
-from cqrs_demo.ports import Appended, Direction, IdempotencyKey, StreamSlice
+from cqrs_demo.ports import Appended, Direction, FeedPage, IdempotencyKey, Position, StreamSlice
 from cqrs_demo.store import plpgsql_append, set_based_append
 from cqrs_demo.store.errors import StoreError
+from cqrs_demo.store.feed import read_feed
 from cqrs_demo.store.group_commit import GroupCommit
 from cqrs_demo.store.idempotency import recorded_outcome
 from cqrs_demo.store.pending import PendingAppend
@@ -129,6 +130,15 @@ class PostgresEventStore:
         return await read_stream(
             self._database, stream, from_version=from_version, limit=limit, direction=direction
         )
+
+    async def read_feed(self, after: Position, limit: int) -> FeedPage:
+        """Up to ``limit`` events of every stream after ``after`` (``ports.START``: from
+        the first), in feed order: by writing transaction, then by row. Only events of
+        transactions that ended before every transaction still running are read, so no
+        event is ever skipped: one committed later is never behind the position a reader
+        has passed. A long-running writer holds readers back until it ends. Raises
+        ``StoreUnavailable`` or ``StoreError`` (``Database``)."""
+        return await read_feed(self._database, after, limit)
 
     async def stream_version(self, stream: str) -> int:
         """The version of the stream's last event; 0 for a stream with no events."""

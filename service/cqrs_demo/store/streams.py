@@ -32,13 +32,13 @@ async def read_stream(
     async with database.connection() as conn:
         cursor = await conn.execute(query(_QUERIES[direction]), params)
         rows = await cursor.fetchall()
-    events = tuple(_recorded(*row[1:]) for row in rows if row[1] is not None)
+    events = tuple(recorded_event(*row[1:]) for row in rows if row[1] is not None)
     stream_version = rows[0][0]
     assert isinstance(stream_version, int)
     return StreamSlice(events, stream_version)
 
 
-def _recorded(
+def recorded_event(
     event_id: object,
     event_type: object,
     version: object,
@@ -46,6 +46,7 @@ def _recorded(
     payload: object,
     metadata: object,
 ) -> RecordedEvent:
+    """A stored event from its columns (payload and metadata as JSON text)."""
     assert isinstance(event_id, UUID)
     assert isinstance(event_type, str)
     assert isinstance(version, int)
