@@ -25,15 +25,18 @@ class IdempotencyKey:
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """A command's events as stored: the stream's version after them and their ids.
+    """A command's events as stored: the stream's version after them, their ids, and the
+    feed position of the last of them (a reader of the feed that has passed it has read
+    them all).
 
     ``replayed`` is true when an idempotency key matched an earlier command: nothing new
-    was written, and ``result`` is what that command recorded.
+    was written, and ``result`` and ``position`` are that command's.
     """
 
     stream_version: int
     event_ids: tuple[UUID, ...]
     result: Mapping[str, object]
+    position: "Position"
     replayed: bool = False
 
 

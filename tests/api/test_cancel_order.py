@@ -52,7 +52,15 @@ def test_a_placed_order_is_cancelled_with_the_create_answers_shape(
         )
     assert response.status_code == 202, response.text
     body = response.json()
-    assert set(body) == {"status", "count", "aggregate_id", "order_id", "version", "event_ids"}
+    assert set(body) == {
+        "status",
+        "count",
+        "aggregate_id",
+        "order_id",
+        "version",
+        "event_ids",
+        "position",
+    }
     assert (body["status"], body["count"], body["aggregate_id"]) == ("events_persisted", "1", user)
     assert (body["order_id"], body["version"]) == (order_id, 2)
     assert response.headers["etag"] == '"2"'
@@ -63,6 +71,12 @@ def test_a_placed_order_is_cancelled_with_the_create_answers_shape(
     assert payload["cancelled_on"].startswith("20")
     assert metadata["correlation_id"] == "corr-42"
     assert str(uuid.UUID(body["event_ids"][0])) == body["event_ids"][0]
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute(
+            "SELECT transaction_id || '-' || id FROM events WHERE event_id = %s",
+            [body["event_ids"][0]],
+        ).fetchone()
+    assert stored == (body["position"],)
 
 
 def test_an_order_not_in_the_users_stream_is_a_404_naming_both(

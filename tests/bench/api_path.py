@@ -28,6 +28,7 @@ from cqrs_demo.api.body import BodyRules
 from cqrs_demo.domain.events import DomainEvent
 from cqrs_demo.logs import configure_logging
 from cqrs_demo.ports import (
+    START,
     Appended,
     Direction,
     FeedPage,
@@ -54,7 +55,7 @@ class AnswersAtOnce:
         idempotency: IdempotencyKey | None = None,
         result: Mapping[str, object] | None = None,
     ) -> Appended:
-        return Appended(1, tuple(event.event_id for event in events), result or {})
+        return Appended(1, tuple(event.event_id for event in events), result or {}, START)
 
     async def read_stream(
         self,

@@ -11,6 +11,7 @@ import psycopg
 
 from cqrs_demo.domain.ids import uuid7
 from cqrs_demo.domain.orders import OrderCreated
+from cqrs_demo.ports import Position
 
 _streams = itertools.count(1)
 
@@ -53,3 +54,14 @@ async def rows(database_url: str, stream: str) -> list[tuple[object, ...]]:
             [stream],
         )
         return await cursor.fetchall()
+
+
+async def position_of(database_url: str, event_id: UUID) -> Position:
+    """The feed position of the stored event ``event_id``: (its transaction id, its row id)."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT transaction_id::text, id FROM events WHERE event_id = %s", [event_id]
+        )
+        row = await cursor.fetchone()
+    assert row is not None, f"no event {event_id}"
+    return Position(int(row[0]), row[1])

@@ -32,7 +32,7 @@ from tests.races import (
     wait_until_blocked_by_others,
 )
 from tests.store.conftest import RETENTION
-from tests.store.streams import OddEvent, new_stream, order, rows
+from tests.store.streams import OddEvent, new_stream, order, position_of, rows
 
 pytestmark = pytest.mark.anyio
 METADATA = {"command_id": "c", "correlation_id": "k"}
@@ -87,7 +87,8 @@ async def test_a_new_stream_starts_at_version_one_with_payload_and_metadata(
     stream = new_stream()
     event = order(stream)
     [appended] = await write([command(stream, 0, event, METADATA)])
-    assert appended == Appended(1, (event.event_id,), {"r": 1}, replayed=False)
+    position = await position_of(database_url, event.event_id)
+    assert appended == Appended(1, (event.event_id,), {"r": 1}, position, replayed=False)
     [(version, event_type, payload, metadata)] = await rows(database_url, stream)
     assert (version, event_type, metadata) == (1, "OrderCreated", METADATA)
     assert payload == {

@@ -37,7 +37,8 @@ _JSON = (b"content-type", b"application/json")
 
 def accepted_body(outcome: Accepted) -> bytes:
     """The 202 of every command: ``status``, ``count``, ``aggregate_id``, what the command
-    recorded (``order_id``), ``version`` and ``event_ids``."""
+    recorded (``order_id``), ``version``, ``event_ids`` and ``position`` (its last event's
+    in the feed, ``GET /api/events``)."""
     return orjson.dumps(
         {
             "status": "events_persisted",
@@ -46,6 +47,7 @@ def accepted_body(outcome: Accepted) -> bytes:
             **outcome.result,
             "version": outcome.version,
             "event_ids": outcome.event_ids,  # orjson writes a UUID as str(UUID) does
+            "position": str(outcome.position),
         }
     )
 

@@ -91,7 +91,15 @@ def _body_schema(rules: Mapping[str, fields.Rule]) -> dict[str, object]:
 _ORDER_ACCEPTED = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["status", "count", "aggregate_id", "order_id", "version", "event_ids"],
+    "required": [
+        "status",
+        "count",
+        "aggregate_id",
+        "order_id",
+        "version",
+        "event_ids",
+        "position",
+    ],
     "properties": {
         "status": {"const": "events_persisted"},
         "count": {"type": "string", "pattern": "^[1-9][0-9]*$"},
@@ -99,6 +107,12 @@ _ORDER_ACCEPTED = {
         "order_id": {"type": "string", "format": "uuid"},
         "version": {"type": "integer", "minimum": 1},
         "event_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+        "position": {
+            "type": "string",
+            "pattern": "^[0-9]{1,20}-[0-9]{1,19}$",
+            "description": "The feed position of the command's last event (GET /api/events): "
+            "a reader of the feed that has passed it sees the command.",
+        },
     },
 }
 

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from cqrs_demo.domain.events import DomainEvent
 from cqrs_demo.domain.fields import Command, fingerprint
-from cqrs_demo.ports import Appended, EventStore, IdempotencyKey
+from cqrs_demo.ports import Appended, EventStore, IdempotencyKey, Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +23,16 @@ class CommandContext:
 class Accepted:
     """A command's outcome: the stream it went to, the stream's version after it, the ids of
     its events, and what the command records for its answer (``result``: the order id).
-    ``replayed``: an idempotency key matched an earlier command, whose outcome this is."""
+    ``replayed``: an idempotency key matched an earlier command, whose outcome this is.
+    ``position``: the feed position of its last event; a reader of the feed that has
+    passed it sees the command's effects (read-your-writes)."""
 
     stream: str
     version: int
     event_ids: tuple[UUID, ...]
     result: Mapping[str, object]
     replayed: bool
+    position: Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,5 +87,10 @@ async def append(
 
 def accepted(stream: str, appended: Appended) -> Accepted:
     return Accepted(
-        stream, appended.stream_version, appended.event_ids, appended.result, appended.replayed
+        stream,
+        appended.stream_version,
+        appended.event_ids,
+        appended.result,
+        appended.replayed,
+        appended.position,
     )

@@ -13,7 +13,7 @@ from cqrs_demo.domain.errors import (
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
 )
-from cqrs_demo.ports import Appended
+from cqrs_demo.ports import Appended, Position
 from cqrs_demo.store.pending import PendingAppend, encode_json
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.sql import query
@@ -23,8 +23,9 @@ async def write(
     database: Database, batch: Sequence[PendingAppend], *, idempotency_retention: timedelta
 ) -> list[Appended | Exception]:
     """Write ``batch`` in one statement and one transaction; return each command's outcome,
-    in order: ``Appended`` (``replayed`` for a key seen within ``idempotency_retention``),
-    or the error of a refused command, which leaves nothing: ``ExpectedVersionMismatch``
+    in order: ``Appended`` (``replayed`` for a key seen within ``idempotency_retention``,
+    with the position of the recorded command's last event), or the error of a refused
+    command, which leaves nothing: ``ExpectedVersionMismatch``
     (both versions), ``IdempotencyKeyReused``, ``IdempotencyKeyInFlight``.
 
     Raises ``StoreUnavailable`` or ``StoreError`` (``Database``) when the statement fails
@@ -76,6 +77,8 @@ def _outcome(
     stream_version: object,
     event_ids: object,
     result: object,
+    transaction_id: object,
+    event_number: object,
 ) -> Appended | Exception:
     """One row of ``append_events``: an ``Appended``, or the error it stands for."""
     key = command.idempotency.key if command.idempotency else ""
@@ -84,7 +87,12 @@ def _outcome(
             assert isinstance(stream_version, int)
             assert isinstance(event_ids, list)
             assert isinstance(result, dict)
-            return Appended(stream_version, tuple(event_ids), result, outcome == "replayed")
+            assert isinstance(transaction_id, str)
+            assert isinstance(event_number, int)
+            position = Position(int(transaction_id), event_number)
+            return Appended(
+                stream_version, tuple(event_ids), result, position, outcome == "replayed"
+            )
         case "conflict":
             assert isinstance(based_on_version, int)
             assert isinstance(stream_version, int)

@@ -9,7 +9,7 @@ than encode it and read its row.
 from collections.abc import Sequence
 
 from cqrs_demo.domain.errors import ExpectedVersionMismatch
-from cqrs_demo.ports import Appended
+from cqrs_demo.ports import Appended, Position
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.pending import PendingAppend, encode_json
 from cqrs_demo.store.pool import Database
@@ -32,8 +32,8 @@ def accepts(batch: Sequence[PendingAppend]) -> bool:
 
 async def write(database: Database, batch: Sequence[PendingAppend]) -> list[Appended | Exception]:
     """Write a batch that ``accepts`` takes, in one statement and one transaction; return
-    each command's outcome, in order: ``Appended``, or the ``ExpectedVersionMismatch``
-    (both versions) of a refused command, which leaves nothing.
+    each command's outcome, in order: ``Appended`` (with its event's feed position), or the
+    ``ExpectedVersionMismatch`` (both versions) of a refused command, which leaves nothing.
 
     Raises ``StoreUnavailable`` or ``StoreError`` (``Database``) when the statement fails
     as a whole: then nothing of the batch was written.
@@ -44,11 +44,16 @@ async def write(database: Database, batch: Sequence[PendingAppend]) -> list[Appe
     decided = {stream: outcome for stream, *outcome in rows}
     outcomes: list[Appended | Exception] = []
     for command in batch:
-        outcome, based_on_version, version = decided[command.stream.encode()]
+        outcome, based_on_version, version, transaction_id, event_number = decided[
+            command.stream.encode()
+        ]
         if outcome == b"appended":
             assert version is not None
+            assert transaction_id is not None
+            assert event_number is not None
             event_ids = (command.events[0].event_id,)
-            outcomes.append(Appended(int(version), event_ids, command.result))
+            position = Position(int(transaction_id), int(event_number))
+            outcomes.append(Appended(int(version), event_ids, command.result, position))
         else:
             assert based_on_version is not None
             head = None if version is None else int(version)

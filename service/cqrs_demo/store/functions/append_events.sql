@@ -33,7 +33,20 @@
 --    none of them remains.
 -- 4. The key, if any, is recorded with the outcome, in the same transaction.
 --
+-- 'appended' and 'replayed' carry the feed position (store/feed.py) of the command's last
+-- event: (transaction_id, event_number); a replay, that of the event it recorded, looked up
+-- by its event id.
+--
 -- Any other error aborts the whole statement, and so the whole batch.
+--
+-- The result columns transaction_id and event_number came after the first six. A new
+-- result type needs DROP (CREATE OR REPLACE cannot change it); both run in the one
+-- transaction migrate applies this file in, so a caller finds either function, never none.
+-- The release before calls `SELECT command, outcome, … result FROM append_events(…)`: it
+-- names its six columns, which keep their names, types, order and meanings, so it reads
+-- the new function as it read the old one (tests/store/test_positions_and_notifications.py
+-- runs its statement, prepared before the replacement, against this function).
+DROP FUNCTION IF EXISTS append_events(JSONB, INTERVAL);
 CREATE OR REPLACE FUNCTION append_events(batch JSONB, idempotency_retention INTERVAL)
 RETURNS TABLE (
     command INTEGER,
@@ -41,7 +54,9 @@ RETURNS TABLE (
     based_on_version BIGINT,
     stream_version BIGINT,
     event_ids UUID[],
-    result JSONB
+    result JSONB,
+    transaction_id XID8,
+    event_number BIGINT
 )
 LANGUAGE plpgsql
 AS $$
@@ -56,6 +71,7 @@ DECLARE
     failed_constraint TEXT;
     recorded RECORD;
     command_event_ids UUID[];
+    last_event_number BIGINT;
 BEGIN
     FOR cmd, i IN SELECT c.value, c.ordinality::INTEGER
                   FROM jsonb_array_elements(batch) WITH ORDINALITY AS c LOOP
@@ -73,7 +89,7 @@ BEGIN
         IF key IS NOT NULL THEN
             IF NOT pg_try_advisory_xact_lock(hashtextextended('idempotency-key:' || key, 0)) THEN
                 RETURN QUERY SELECT i, 'key_in_flight', NULL::BIGINT, NULL::BIGINT,
-                    NULL::UUID[], NULL::JSONB;
+                    NULL::UUID[], NULL::JSONB, NULL::XID8, NULL::BIGINT;
                 CONTINUE;
             END IF;
             SELECT k.request_hash, k.stream_version, k.event_ids, k.result INTO recorded
@@ -84,14 +100,19 @@ BEGIN
                     CASE WHEN recorded.request_hash = cmd->>'request_hash'
                         THEN 'replayed' ELSE 'key_reused' END,
                     recorded.stream_version - cardinality(recorded.event_ids),
-                    recorded.stream_version, recorded.event_ids, recorded.result;
+                    recorded.stream_version, recorded.event_ids, recorded.result,
+                    e.transaction_id, e.id
+                    FROM (SELECT) AS one_row
+                    LEFT JOIN events e
+                        ON e.event_id = recorded.event_ids[cardinality(recorded.event_ids)];
                 CONTINUE;
             END IF;
         END IF;
 
         SELECT coalesce(max(e.version), 0) INTO head FROM events e WHERE e.aggregate_id = stream;
         IF expected IS NOT NULL AND head <> expected THEN
-            RETURN QUERY SELECT i, 'conflict', expected, head, NULL::UUID[], NULL::JSONB;
+            RETURN QUERY SELECT i, 'conflict', expected, head, NULL::UUID[], NULL::JSONB,
+                NULL::XID8, NULL::BIGINT;
             CONTINUE;
         END IF;
 
@@ -101,20 +122,27 @@ BEGIN
             SELECT stream, e->>'event_type', e->'payload', (e->>'occurred_on')::TIMESTAMPTZ,
                    head + 1, command_event_ids[1], cmd->'metadata'
             FROM (SELECT cmd->'events'->0) AS single (e)
-            ON CONFLICT ON CONSTRAINT unique_event_per_aggregate_version DO NOTHING;
+            ON CONFLICT ON CONSTRAINT unique_event_per_aggregate_version DO NOTHING
+            RETURNING id INTO last_event_number;
             IF NOT FOUND THEN
                 RETURN QUERY SELECT i, 'conflict', head, coalesce(max(e.version), 0),
-                    NULL::UUID[], NULL::JSONB
+                    NULL::UUID[], NULL::JSONB, NULL::XID8, NULL::BIGINT
                     FROM events e WHERE e.aggregate_id = stream;
                 CONTINUE;
             END IF;
         ELSE
             BEGIN
-                INSERT INTO events
-                    (aggregate_id, event_type, payload, occurred_on, version, event_id, metadata)
-                SELECT stream, e->>'event_type', e->'payload', (e->>'occurred_on')::TIMESTAMPTZ,
-                       head + p, command_event_ids[p], cmd->'metadata'
-                FROM jsonb_array_elements(cmd->'events') WITH ORDINALITY AS each_event (e, p);
+                WITH inserted AS (
+                    INSERT INTO events
+                        (aggregate_id, event_type, payload, occurred_on, version, event_id,
+                         metadata)
+                    SELECT stream, e->>'event_type', e->'payload',
+                           (e->>'occurred_on')::TIMESTAMPTZ, head + p, command_event_ids[p],
+                           cmd->'metadata'
+                    FROM jsonb_array_elements(cmd->'events') WITH ORDINALITY AS each_event (e, p)
+                    RETURNING id
+                )
+                SELECT max(id) INTO last_event_number FROM inserted;
             EXCEPTION
                 WHEN unique_violation THEN
                     GET STACKED DIAGNOSTICS failed_constraint = CONSTRAINT_NAME;
@@ -122,7 +150,7 @@ BEGIN
                         RAISE;
                     END IF;
                     RETURN QUERY SELECT i, 'conflict', head, coalesce(max(e.version), 0),
-                        NULL::UUID[], NULL::JSONB
+                        NULL::UUID[], NULL::JSONB, NULL::XID8, NULL::BIGINT
                         FROM events e WHERE e.aggregate_id = stream;
                     CONTINUE;
             END;
@@ -138,7 +166,8 @@ BEGIN
                     stream_version = excluded.stream_version, event_ids = excluded.event_ids,
                     result = excluded.result, created_at = excluded.created_at;
         END IF;
-        RETURN QUERY SELECT i, 'appended', head, head + n, command_event_ids, cmd->'result';
+        RETURN QUERY SELECT i, 'appended', head, head + n, command_event_ids, cmd->'result',
+            pg_current_xact_id(), last_event_number;
     END LOOP;
 END
 $$;

@@ -5,8 +5,10 @@
 --   {"stream": …, "expected_version": N or null, "event_id": …, "event_type": …,
 --    "occurred_on": …, "payload": {…}, "metadata": {…}}
 --
--- One row per command: (stream, outcome, based_on_version, stream_version).
--- - 'appended': its event took version head+1; stream_version is that version.
+-- One row per command: (stream, outcome, based_on_version, stream_version,
+-- transaction_id, event_number).
+-- - 'appended': its event took version head+1; stream_version is that version, and
+--   (transaction_id, event_number) the event's position in the feed (store/feed.py).
 -- - 'conflict' with stream_version: the head was not the expected version.
 -- - 'conflict' with stream_version NULL: a concurrent transaction took head+1 and committed
 --   after this statement's snapshot was taken; this statement cannot see that row, so the
@@ -48,13 +50,14 @@ appended AS (
     WHERE c.expected_version IS NULL OR c.expected_version = c.head
     ORDER BY c.stream COLLATE "C"
     ON CONFLICT ON CONSTRAINT unique_event_per_aggregate_version DO NOTHING
-    RETURNING aggregate_id, version
+    RETURNING aggregate_id, version, transaction_id, id
 )
 SELECT c.stream,
        CASE WHEN a.version IS NULL THEN 'conflict' ELSE 'appended' END AS outcome,
        coalesce(c.expected_version, c.head) AS based_on_version,
        CASE WHEN a.version IS NOT NULL THEN a.version
             WHEN c.expected_version <> c.head THEN c.head
-       END AS stream_version
+       END AS stream_version,
+       a.transaction_id::text, a.id
 FROM command c
 LEFT JOIN appended a ON a.aggregate_id = c.stream
