@@ -1,17 +1,23 @@
-"""Every append answers with its last event's feed position: both write paths, and a
-replay; and the release before reads the function as it did."""
+"""Every append answers with its last event's feed position, and every transaction that
+appends notifies ``EVENTS_CHANNEL`` once, at commit; both write paths, and a replay.
+
+Tests run one at a time and nothing else writes meanwhile, so a listener on the session
+database hears exactly what the test wrote.
+"""
 
 import json
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from functools import partial
 
 import psycopg
 import pytest
 
+from cqrs_demo.domain.errors import ExpectedVersionMismatch
 from cqrs_demo.domain.ids import uuid7
 from cqrs_demo.ports import Appended, IdempotencyKey, Position
 from cqrs_demo.store import plpgsql_append, set_based_append
 from cqrs_demo.store.events import PostgresEventStore
+from cqrs_demo.store.notifications import EVENTS_CHANNEL
 from cqrs_demo.store.pending import PendingAppend
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.sql import database_functions, migrations
@@ -22,6 +28,8 @@ pytestmark = pytest.mark.anyio
 
 Outcomes = list[Appended | Exception]
 Write = Callable[[Sequence[PendingAppend]], Coroutine[object, object, Outcomes]]
+# Long enough for a notification of a committed transaction to arrive over loopback.
+QUIET_SECONDS = 0.5
 
 
 @pytest.fixture(params=["set-based", "plpgsql"])
@@ -36,6 +44,20 @@ def command(stream: str, expected_version: int | None = None, events: int = 1) -
     return PendingAppend(
         stream, [order(stream) for _ in range(events)], expected_version, {}, None, {}
     )
+
+
+@pytest.fixture
+async def listener(database_url: str) -> AsyncIterator[psycopg.AsyncConnection[object]]:
+    """A session of its own that LISTENs on the channel, as a projector would."""
+    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+    yield conn
+    await conn.close()
+
+
+async def heard(listener: psycopg.AsyncConnection[object]) -> list[str]:
+    """The payloads of the notifications that arrive within ``QUIET_SECONDS``."""
+    return [note.payload async for note in listener.notifies(timeout=QUIET_SECONDS)]
 
 
 async def test_an_appended_command_answers_its_event_position(
@@ -86,6 +108,57 @@ async def test_a_replay_answers_the_first_commands_position(
     recorded = await store.recorded_outcome(idempotency)
     assert recorded is not None
     assert recorded.position == first.position
+
+
+async def test_a_committed_batch_notifies_once(
+    write: Write, listener: psycopg.AsyncConnection[object]
+) -> None:
+    taken = new_stream()
+    await write([command(taken)])
+    assert await heard(listener) == [""]
+    # Three appended and one refused in one batch: one transaction, one notification.
+    outcomes = await write([command(new_stream()) for _ in range(3)] + [command(taken, 0)])
+    assert isinstance(outcomes[-1], ExpectedVersionMismatch)
+    assert await heard(listener) == [""]
+    await write([command(new_stream())])
+    await write([command(new_stream())])
+    assert await heard(listener) == ["", ""]
+
+
+async def test_a_batch_that_appends_nothing_notifies_nothing(
+    write: Write, listener: psycopg.AsyncConnection[object]
+) -> None:
+    taken = new_stream()
+    await write([command(taken)])
+    assert await heard(listener) == [""]
+    outcomes = await write([command(taken, 0), command(new_stream(), 5)])
+    assert all(isinstance(outcome, ExpectedVersionMismatch) for outcome in outcomes)
+    assert await heard(listener) == []
+
+
+async def test_a_refused_command_of_several_events_notifies_nothing(
+    store: PostgresEventStore, listener: psycopg.AsyncConnection[object]
+) -> None:
+    stream = new_stream()
+    await store.append_events(stream, [order(stream)], expected_version=None, metadata={})
+    assert await heard(listener) == [""]
+    with pytest.raises(ExpectedVersionMismatch):
+        await store.append_events(
+            stream, [order(stream), order(stream)], expected_version=0, metadata={}
+        )
+    assert await heard(listener) == []
+
+
+async def test_a_replay_notifies_nothing(
+    store: PostgresEventStore, listener: psycopg.AsyncConnection[object]
+) -> None:
+    stream = new_stream()
+    idempotency = IdempotencyKey(f"key-{uuid7().hex}", "hash")
+    for _ in range(2):
+        await store.append_events(
+            stream, [order(stream)], expected_version=None, metadata={}, idempotency=idempotency
+        )
+    assert await heard(listener) == [""]
 
 
 async def test_the_release_before_reads_the_new_function_as_it_read_the_old(

@@ -26,7 +26,8 @@ async def write(
     in order: ``Appended`` (``replayed`` for a key seen within ``idempotency_retention``,
     with the position of the recorded command's last event), or the error of a refused
     command, which leaves nothing: ``ExpectedVersionMismatch``
-    (both versions), ``IdempotencyKeyReused``, ``IdempotencyKeyInFlight``.
+    (both versions), ``IdempotencyKeyReused``, ``IdempotencyKeyInFlight``. When any event
+    is written, the transaction notifies ``notifications.EVENTS_CHANNEL``.
 
     Raises ``StoreUnavailable`` or ``StoreError`` (``Database``) when the statement fails
     as a whole: then nothing of the batch was written.

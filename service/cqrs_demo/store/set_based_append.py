@@ -34,6 +34,7 @@ async def write(database: Database, batch: Sequence[PendingAppend]) -> list[Appe
     """Write a batch that ``accepts`` takes, in one statement and one transaction; return
     each command's outcome, in order: ``Appended`` (with its event's feed position), or the
     ``ExpectedVersionMismatch`` (both versions) of a refused command, which leaves nothing.
+    When any event is written, the transaction notifies ``notifications.EVENTS_CHANNEL``.
 
     Raises ``StoreUnavailable`` or ``StoreError`` (``Database``) when the statement fails
     as a whole: then nothing of the batch was written.

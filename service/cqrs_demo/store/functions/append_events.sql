@@ -35,7 +35,9 @@
 --
 -- 'appended' and 'replayed' carry the feed position (store/feed.py) of the command's last
 -- event: (transaction_id, event_number); a replay, that of the event it recorded, looked up
--- by its event id.
+-- by its event id. When the batch inserted any event, the function sends one notification
+-- on the channel cqrs_events (store/notifications.py), empty; it reaches listeners at
+-- commit, and not at all if the batch does not commit.
 --
 -- Any other error aborts the whole statement, and so the whole batch.
 --
@@ -72,6 +74,7 @@ DECLARE
     recorded RECORD;
     command_event_ids UUID[];
     last_event_number BIGINT;
+    appended_any BOOLEAN := false;
 BEGIN
     FOR cmd, i IN SELECT c.value, c.ordinality::INTEGER
                   FROM jsonb_array_elements(batch) WITH ORDINALITY AS c LOOP
@@ -166,8 +169,12 @@ BEGIN
                     stream_version = excluded.stream_version, event_ids = excluded.event_ids,
                     result = excluded.result, created_at = excluded.created_at;
         END IF;
+        appended_any := true;
         RETURN QUERY SELECT i, 'appended', head, head + n, command_event_ids, cmd->'result',
             pg_current_xact_id(), last_event_number;
     END LOOP;
+    IF appended_any THEN
+        PERFORM pg_notify('cqrs_events', '');
+    END IF;
 END
 $$;

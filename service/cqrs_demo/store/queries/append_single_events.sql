@@ -15,6 +15,10 @@
 --   caller reads the stream's version again once the statement is over.
 -- Each command is decided on its own, and a refused one leaves nothing; any other error
 -- (a duplicate event id, a value too long) aborts the whole statement, and so the batch.
+-- When at least one event is inserted, the statement sends one notification on the channel
+-- cqrs_events (store/notifications.py), empty: it reaches listeners when the batch commits.
+-- The CTE `notified` is joined (LEFT JOIN ... ON true: every row kept, nothing of it read)
+-- so that it runs at all; it calls pg_notify at most once, and not when nothing was inserted.
 --
 -- Why a plain statement and not a SQL function in a migration: it is prepared on each
 -- connection (store/prepared.py) and PostgreSQL reuses its plan, where a LANGUAGE sql function
@@ -51,6 +55,9 @@ appended AS (
     ORDER BY c.stream COLLATE "C"
     ON CONFLICT ON CONSTRAINT unique_event_per_aggregate_version DO NOTHING
     RETURNING aggregate_id, version, transaction_id, id
+),
+notified AS (
+    SELECT pg_notify('cqrs_events', '') FROM (SELECT FROM appended LIMIT 1) AS any_appended
 )
 SELECT c.stream,
        CASE WHEN a.version IS NULL THEN 'conflict' ELSE 'appended' END AS outcome,
@@ -61,3 +68,4 @@ SELECT c.stream,
        a.transaction_id::text, a.id
 FROM command c
 LEFT JOIN appended a ON a.aggregate_id = c.stream
+LEFT JOIN notified ON true
