@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from cqrs_demo.api.app import CommandsFirst, build_app
 from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
+from cqrs_demo.api.feed import never
 from cqrs_demo.settings import Settings
 from cqrs_demo.store.conninfo import describe
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
@@ -27,10 +28,11 @@ START_TIMEOUT_SECONDS = 10.0
 PRUNE_EVERY_SECONDS = 600.0
 
 
-def create_app(settings: Settings) -> CommandsFirst:
+def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> CommandsFirst:
     """The application for one worker process. Nothing connects until its lifespan starts:
     then the pool opens (waiting for ``pool_min_size`` connections) and the schema is checked;
-    if either fails, start-up fails with a message naming the database."""
+    if either fails, start-up fails with a message naming the database. ``stopping`` tells
+    when the worker has begun to stop (long polls of the feed then answer at once)."""
     database = Database(
         settings.conninfo,
         min_size=settings.pool_min_size,
@@ -77,6 +79,7 @@ def create_app(settings: Settings) -> CommandsFirst:
         tokens=BearerTokens(settings.tokens),
         body=BodyRules(limit=settings.body_limit, seconds=settings.body_timeout),
         lifespan=lifespan,
+        stopping=stopping,
     )
 
 

@@ -128,8 +128,12 @@ def run_worker(settings: Settings, listener: socket.socket, ready: "Queue[int]")
         url_bytes=min(MAX_URL_BYTES, settings.head_limit // 2),
         head_seconds=settings.head_timeout,
     )
+
+    def stopping() -> bool:
+        return server.should_exit  # asked only by requests, once the server below exists
+
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, stopping=stopping),
         lifespan="on",
         http=EdgeProtocol.serving(Edge(limits)),
         access_log=False,

@@ -18,6 +18,8 @@ from cqrs_demo.api.access_log import AccessLog, log_request
 from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
 from cqrs_demo.api.commands import COMMANDS, CommandEndpoint
+from cqrs_demo.api.feed import PATH as FEED_PATH
+from cqrs_demo.api.feed import FeedEndpoint, never
 from cqrs_demo.api.health import healthz, readyz_endpoint
 from cqrs_demo.api.openapi import openapi_document
 from cqrs_demo.api.problems import as_problem, problem_response
@@ -36,14 +38,18 @@ def build_app(
     tokens: BearerTokens,
     body: BodyRules,
     lifespan: Lifespan | None = None,
+    stopping: Callable[[], bool] = never,
 ) -> "CommandsFirst":
-    """The API over ``store``: every command of ``COMMANDS``, the stream read, the probes
-    and the OpenAPI document; ``check_ready`` backs ``/readyz``."""
+    """The API over ``store``: every command of ``COMMANDS``, the stream read, the feed,
+    the probes and the OpenAPI document; ``check_ready`` backs ``/readyz``; ``stopping``
+    tells when the worker stops (long polls of the feed then answer at once)."""
     commands = {spec.path: CommandEndpoint(spec, store, tokens, body) for spec in COMMANDS}
     read_stream = StreamEndpoint(store, tokens)
+    read_feed = FeedEndpoint(store, tokens, stopping=stopping)
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in commands.items()),
         Route(STREAM_PATH, answering_problems(read_stream.__call__), methods=["GET"]),
+        Route(FEED_PATH, answering_problems(read_feed.__call__), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", answering_problems(readyz_endpoint(check_ready)), methods=["GET"]),
         Route("/openapi.json", _openapi_endpoint(tokens), methods=["GET"]),

@@ -9,6 +9,7 @@ patterns, every status); the API tests and the schemathesis fuzzer hold the serv
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cqrs_demo.api import feed
 from cqrs_demo.api.commands import CommandSpec
 from cqrs_demo.api.streams import DEFAULT_LIMIT, MAX_LIMIT
 from cqrs_demo.domain import fields
@@ -305,6 +306,81 @@ _READ_STREAM = {
 }
 
 
+_POSITION = {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,19}$"}
+
+_FEED_EVENT = {
+    "type": "object",
+    "required": [
+        "position",
+        "stream",
+        "event_id",
+        "event_type",
+        "version",
+        "occurred_on",
+        "payload",
+        "metadata",
+    ],
+    "properties": {
+        "position": _POSITION,
+        "stream": {"type": "string"},
+        "event_id": {"type": "string", "format": "uuid"},
+        "event_type": {"type": "string"},
+        "version": {"type": "integer", "minimum": 1},
+        "occurred_on": {"type": "string", "format": "date-time"},
+        "payload": {"type": "object"},
+        "metadata": {"type": "object"},
+    },
+}
+
+_FEED_PAGE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["events", "next"],
+    "properties": {
+        "events": {"type": "array", "items": {"$ref": "#/components/schemas/FeedEvent"}},
+        "next": {
+            **_POSITION,
+            "description": "Where to read on (after=): the last event's position, or the "
+            "after given when the page is empty.",
+        },
+    },
+}
+
+_READ_FEED = {
+    "operationId": "readFeed",
+    "summary": "Read the events of every stream in feed order, a page at a time",
+    "parameters": [
+        _query(
+            "after",
+            "Read the events after this position (a page's next, or a 202's position); "
+            "default: from the first event.",
+            _POSITION,
+        ),
+        _query(
+            "limit",
+            f"At most this many events (default {feed.DEFAULT_LIMIT}).",
+            {"type": "integer", "minimum": 1, "maximum": feed.MAX_LIMIT},
+        ),
+        _query(
+            "wait",
+            "When there is nothing after the position, wait up to this many seconds for "
+            "events (a long poll; default 0).",
+            {"type": "integer", "minimum": 0, "maximum": feed.MAX_WAIT_SECONDS},
+        ),
+    ],
+    "responses": {
+        "200": {
+            "description": "The page: events in feed order, and next.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FeedPage"}}},
+        },
+        "400": _problem("A parameter is invalid (named in parameter)."),
+        "401": _problem("Tokens are configured and no valid bearer token was sent."),
+        "500": _problem("An unexpected error; the answer carries an error id."),
+        "503": _problem("The event store is unavailable.", **{"Retry-After": _RETRY_AFTER}),
+    },
+}
+
+
 def openapi_document(
     commands: Sequence[CommandSpec[Any]], *, bearer_tokens: bool
 ) -> dict[str, object]:
@@ -316,6 +392,7 @@ def openapi_document(
     paths["/api/streams/{aggregate_id}/events"] = {
         "get": _secured(dict(_READ_STREAM), bearer_tokens)
     }
+    paths[feed.PATH] = {"get": _secured(dict(_READ_FEED), bearer_tokens)}
     paths.update(_PROBES)
     schemas: dict[str, object] = {
         spec.command.__name__: _body_schema(spec.command.RULES) for spec in commands
@@ -334,6 +411,8 @@ def openapi_document(
                 "OrderAccepted": _ORDER_ACCEPTED,
                 "StreamPage": _STREAM_PAGE,
                 "StreamEvent": _STREAM_EVENT,
+                "FeedPage": _FEED_PAGE,
+                "FeedEvent": _FEED_EVENT,
                 "Problem": _PROBLEM_SCHEMA,
             },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
