@@ -1,18 +1,22 @@
 """Reading a stream over HTTP: ``GET /api/streams/{aggregate_id}/events``."""
 
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from cqrs_demo.api.auth import BearerTokens
+from cqrs_demo.api.parameters import (
+    bad_parameter,
+    exact_decimal,
+    path_identifier,
+    query_parameters,
+    whole_number,
+)
 from cqrs_demo.api.problems import Problem
-from cqrs_demo.domain.fields import MAX_VERSION, FieldRefused, identifier
+from cqrs_demo.domain.fields import MAX_VERSION
 from cqrs_demo.domain.text import printable
 from cqrs_demo.ports import Direction, EventStore, RecordedEvent, StreamSlice
 
@@ -22,7 +26,6 @@ _SUFFIX = b"/events"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _PARAMETERS = ("from_version", "limit", "direction")
-_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,63 +70,18 @@ class StreamEndpoint:
 
 def stream_query(raw_path: bytes, query_string: bytes) -> StreamQuery:
     """The read a request asks for; ``Problem`` 400 naming the parameter that is wrong."""
-    aggregate_id = _aggregate_id(raw_path)
-    parameters = _parameters(query_string)
+    aggregate_id = path_identifier(raw_path, _PREFIX, _SUFFIX, "aggregate_id")
+    parameters = query_parameters(query_string, _PARAMETERS)
     direction_text = parameters.get("direction", "forward")
     if direction_text not in ("forward", "backward"):
-        raise _bad("direction", f"must be forward or backward, got {printable(direction_text)}")
-    limit = _number(parameters, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        raise bad_parameter(
+            "direction", f"must be forward or backward, got {printable(direction_text)}"
+        )
+    limit = whole_number(parameters, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     from_version = None
     if "from_version" in parameters:
-        from_version = _number(parameters, "from_version", 1, 1, MAX_VERSION)
+        from_version = whole_number(parameters, "from_version", 1, 1, MAX_VERSION)
     return StreamQuery(aggregate_id, from_version, limit, Direction(direction_text))
-
-
-def _aggregate_id(raw_path: bytes) -> str:
-    """The id between ``/api/streams/`` and ``/events``, percent-decoded as UTF-8."""
-    encoded = raw_path.partition(b"?")[0][len(_PREFIX) : -len(_SUFFIX)]
-    try:
-        text = unquote_to_bytes(encoded).decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise _bad(
-            "aggregate_id", f"is not UTF-8 once percent-decoded (byte {error.start})"
-        ) from None
-    try:
-        return identifier("aggregate_id", text)
-    except FieldRefused as refused:
-        raise Problem(400, str(refused), parameter="aggregate_id") from None
-
-
-def _parameters(query_string: bytes) -> dict[str, str]:
-    """The query's parameters; each known one at most once, no unknown ones."""
-    found: dict[str, str] = {}
-    for pair in query_string.split(b"&") if query_string else ():
-        name_bytes, _, value_bytes = pair.partition(b"=")
-        name = unquote_to_bytes(name_bytes.replace(b"+", b" ")).decode("utf-8", "replace")
-        if name not in _PARAMETERS:
-            known = ", ".join(_PARAMETERS)
-            raise Problem(400, f"unknown query parameter {printable(name)!r}; known: {known}")
-        if name in found:
-            raise _bad(name, "is given more than once")
-        value = unquote_to_bytes(value_bytes.replace(b"+", b" ")).decode("utf-8", "replace")
-        found[name] = value
-    return found
-
-
-def _number(parameters: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    text = parameters.get(name)
-    if text is None:
-        return default
-    if not _DIGITS.fullmatch(text):
-        raise _bad(name, f"must be a whole number from {low} to {high}, got {printable(text)}")
-    number = int(text)
-    if not low <= number <= high:
-        raise _bad(name, f"must be from {low} to {high}, got {number}")
-    return number
-
-
-def _bad(name: str, message: str) -> Problem:
-    return Problem(400, f"{name} {message}", parameter=name)
 
 
 def _page_response(read: StreamQuery, page: StreamSlice) -> Response:
@@ -134,7 +92,7 @@ def _page_response(read: StreamQuery, page: StreamSlice) -> Response:
             "direction": read.direction.value,
             "events": [_event_json(event) for event in page.events],
         },
-        default=_exact_decimal,
+        default=exact_decimal,
     )
     headers = {"ETag": f'"{page.stream_version}"'}
     following = _next_version(read, page)
@@ -166,9 +124,3 @@ def _event_json(event: RecordedEvent) -> dict[str, object]:
         "payload": event.payload,
         "metadata": event.metadata,
     }
-
-
-def _exact_decimal(value: object) -> orjson.Fragment:
-    if isinstance(value, Decimal) and value.is_finite():
-        return orjson.Fragment(format(value, "f"))
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
