@@ -21,9 +21,10 @@ from cqrs_demo.api.commands import COMMANDS, CommandEndpoint
 from cqrs_demo.api.health import healthz, readyz_endpoint
 from cqrs_demo.api.openapi import openapi_document
 from cqrs_demo.api.problems import as_problem, problem_response
+from cqrs_demo.api.queries import ORDER_PATH, USER_ORDERS_PATH, USER_SUMMARY_PATH, QueryEndpoints
 from cqrs_demo.api.streams import PATH as STREAM_PATH
 from cqrs_demo.api.streams import StreamEndpoint
-from cqrs_demo.ports import EventStore
+from cqrs_demo.ports import EventStore, ReadModels
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
@@ -36,14 +37,17 @@ def build_app(
     tokens: BearerTokens,
     body: BodyRules,
     lifespan: Lifespan | None = None,
+    read_models: ReadModels | None = None,
 ) -> "CommandsFirst":
     """The API over ``store``: every command of ``COMMANDS``, the stream read, the probes
-    and the OpenAPI document; ``check_ready`` backs ``/readyz``."""
+    and the OpenAPI document; ``check_ready`` backs ``/readyz``. With ``read_models``, the
+    queries too (``api/queries.py``); without, as the command benchmarks build it, none."""
     commands = {spec.path: CommandEndpoint(spec, store, tokens, body) for spec in COMMANDS}
     read_stream = StreamEndpoint(store, tokens)
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in commands.items()),
         Route(STREAM_PATH, answering_problems(read_stream.__call__), methods=["GET"]),
+        *(_query_routes(read_models, tokens) if read_models is not None else ()),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", answering_problems(readyz_endpoint(check_ready)), methods=["GET"]),
         Route("/openapi.json", _openapi_endpoint(tokens), methods=["GET"]),
@@ -94,6 +98,15 @@ def answering_problems(endpoint: Endpoint) -> Endpoint:
             return problem_response(as_problem(error))
 
     return answer
+
+
+def _query_routes(read_models: ReadModels, tokens: BearerTokens) -> list[Route]:
+    queries = QueryEndpoints(read_models, tokens)
+    return [
+        Route(ORDER_PATH, answering_problems(queries.order), methods=["GET"]),
+        Route(USER_ORDERS_PATH, answering_problems(queries.user_orders), methods=["GET"]),
+        Route(USER_SUMMARY_PATH, answering_problems(queries.user_summary), methods=["GET"]),
+    ]
 
 
 def _openapi_endpoint(tokens: BearerTokens) -> Endpoint:
