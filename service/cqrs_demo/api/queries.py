@@ -9,6 +9,7 @@ without saying so.
 """
 
 import base64
+import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -195,20 +196,25 @@ def _cursor(key: OrderKey) -> str:
 
 def _cursor_key(cursor: str) -> OrderKey:
     """The key ``_cursor`` wrote; ``Problem`` 400 naming ``after`` for anything else."""
-    refused = bad_parameter(
-        "after", "is not a cursor of this list; take it from the Link of the page before"
-    )
-    if len(cursor) > MAX_CURSOR_LENGTH or not _CURSOR.fullmatch(cursor):
-        raise refused
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        placed_at, order_id = orjson.loads(text)
-        key = OrderKey(datetime.fromisoformat(placed_at), identifier("after", order_id))
-    except (ValueError, TypeError, FieldRefused):
-        raise refused from None
-    if key.placed_at.tzinfo is None:
-        raise refused
+    key = None
+    if len(cursor) <= MAX_CURSOR_LENGTH and _CURSOR.fullmatch(cursor):
+        with contextlib.suppress(ValueError, TypeError, FieldRefused):
+            key = _key(orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))))
+    if key is None:
+        raise bad_parameter(
+            "after", "is not a cursor of this list; take it from the Link of the page before"
+        )
     return key
+
+
+def _key(decoded: object) -> OrderKey | None:
+    """The key in a cursor's JSON, ``[placed_at, order_id]``; ``None`` if it is not one."""
+    if not isinstance(decoded, list) or len(decoded) != 2 or not isinstance(decoded[0], str):
+        return None
+    placed_at = datetime.fromisoformat(decoded[0])
+    if placed_at.tzinfo is None:
+        return None
+    return OrderKey(placed_at, identifier("after", decoded[1]))
 
 
 def _next_url(listing: Listing, following: OrderKey) -> str:
