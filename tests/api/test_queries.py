@@ -476,6 +476,7 @@ def test_an_unknown_parameter_is_a_400_listing_the_known_ones(
     ("encoded", "detail"),
     [
         ("a%00b", "must not contain control characters"),
+        ("a%0Ab", "must not contain control characters"),
         ("u" * 256, "must be at most 255 characters, got 256"),
         ("%20%20", "must not be blank"),
         ("%20alice", "must not start or end with white space"),

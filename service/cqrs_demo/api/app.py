@@ -21,7 +21,13 @@ from cqrs_demo.api.commands import COMMANDS, CommandEndpoint
 from cqrs_demo.api.health import healthz, readyz_endpoint
 from cqrs_demo.api.openapi import openapi_document
 from cqrs_demo.api.problems import as_problem, problem_response
-from cqrs_demo.api.queries import ORDER_PATH, USER_ORDERS_PATH, USER_SUMMARY_PATH, QueryEndpoints
+from cqrs_demo.api.queries import (
+    ORDER_PATH,
+    USER_ORDERS_PATH,
+    USER_SUMMARY_PATH,
+    QueryEndpoints,
+    register_text,
+)
 from cqrs_demo.api.streams import PATH as STREAM_PATH
 from cqrs_demo.api.streams import StreamEndpoint
 from cqrs_demo.ports import EventStore, ReadModels
@@ -102,6 +108,7 @@ def answering_problems(endpoint: Endpoint) -> Endpoint:
 
 def _query_routes(read_models: ReadModels, tokens: BearerTokens) -> list[Route]:
     queries = QueryEndpoints(read_models, tokens)
+    register_text()
     return [
         Route(ORDER_PATH, answering_problems(queries.order), methods=["GET"]),
         Route(USER_ORDERS_PATH, answering_problems(queries.user_orders), methods=["GET"]),
