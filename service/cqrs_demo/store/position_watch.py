@@ -8,7 +8,8 @@ what one does: one read per poll, and no pool slot while they sleep.
 
 Polls come every ``FIRST_POLL_SECONDS``, growing by ``POLL_BACKOFF`` up to
 ``LAST_POLL_SECONDS`` while the checkpoint stands still, and back to the first as soon as it
-moves: a projector that keeps up is seen within ~10 ms, an idle one costs 20 reads a second.
+moves: a projector that keeps up is seen within ~10 ms, one that stands still costs 50 reads
+a second while anyone waits for it.
 """
 
 import asyncio
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from cqrs_demo.ports import START, Position
 
 FIRST_POLL_SECONDS = 0.010
-LAST_POLL_SECONDS = 0.050
+LAST_POLL_SECONDS = 0.020
 POLL_BACKOFF = 1.5
 
 

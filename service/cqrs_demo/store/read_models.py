@@ -98,7 +98,7 @@ class PostgresReadModels:
         self, projection: str, position: Position, *, wait_seconds: float
     ) -> Position:
         """The position of ``projection`` once it is at or past ``position``, found within
-        about 10 ms of the commit that moved it there; after ``wait_seconds``, the position
+        10 to 20 ms of the commit that moved it there; after ``wait_seconds``, the position
         it was last found at. Holds no connection while it waits (``PositionWatch``)."""
         return await self._watch.wait_for(projection, position, wait_seconds=wait_seconds)
 
