@@ -205,10 +205,11 @@ def test_an_unknown_order_is_a_404_problem_at_a_stated_position(
 
 
 def nine_orders(user: str) -> list[Order]:
-    """Nine orders of ``user``: seven a minute apart, two more at the newest's time."""
-    orders = [Order(f"order-{n}", user, T0 + timedelta(minutes=n)) for n in range(7)]
-    orders += [Order(f"order-{n}", user, T0 + timedelta(minutes=6)) for n in (7, 8)]
-    cancelled = {"order-1", "order-4", "order-8"}
+    """Nine orders of ``user``, ``<user>:order-0`` to ``-8``: seven a minute apart, two
+    more at the newest's time; 1, 4 and 8 cancelled."""
+    orders = [Order(f"{user}:order-{n}", user, T0 + timedelta(minutes=n)) for n in range(7)]
+    orders += [Order(f"{user}:order-{n}", user, T0 + timedelta(minutes=6)) for n in (7, 8)]
+    cancelled = {f"{user}:order-{n}" for n in (1, 4, 8)}
     return [
         Order(o.order_id, user, o.placed_at, status="cancelled", cancelled_at=o.placed_at)
         if o.order_id in cancelled
@@ -225,15 +226,15 @@ def user_of_nine(database_url: str) -> str:
 
 
 def follow(client: httpx.Client, url: str) -> tuple[list[str], list[int]]:
-    """The order ids of every page from ``url`` on, following ``Link: rel="next"``; and
-    how many orders each page held."""
+    """The order ids (without their ``<user>:``) of every page from ``url`` on, following
+    ``Link: rel="next"``; and how many orders each page held."""
     found: list[str] = []
     sizes: list[int] = []
     while url:
         response = client.get(url)
         assert response.status_code == 200, response.text
         orders = response.json()["orders"]
-        found += [order["order_id"] for order in orders]
+        found += [order["order_id"].removeprefix(f"{order['user_id']}:") for order in orders]
         sizes.append(len(orders))
         url = response.links.get("next", {}).get("url", "")
     return found, sizes
@@ -267,7 +268,7 @@ def test_a_page_holds_the_orders_as_stored(
     assert response.json()["user_id"] == user_of_nine
     (newest,) = response.json()["orders"]
     assert (newest["order_id"], newest["status"], newest["placed_at"]) == (
-        "order-8",
+        f"{user_of_nine}:order-8",
         "cancelled",
         "2026-03-01T12:06:00+00:00",
     )
