@@ -20,6 +20,7 @@ from cqrs_demo.store.conninfo import describe
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
 from cqrs_demo.store.pool import Database
+from cqrs_demo.store.read_models import PostgresReadModels
 from cqrs_demo.store.schema import check_schema
 
 log = logging.getLogger("cqrs_demo")
@@ -80,6 +81,7 @@ def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> C
         body=BodyRules(limit=settings.body_limit, seconds=settings.body_timeout),
         lifespan=lifespan,
         stopping=stopping,
+        read_models=PostgresReadModels(database),
     )
 
 

@@ -9,10 +9,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from decimal import Decimal
+from typing import Generic, Protocol, TypeVar
 from uuid import UUID
 
 from cqrs_demo.domain.events import DomainEvent
+from cqrs_demo.domain.text import printable
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,4 +154,117 @@ class EventStore(Protocol):
     async def read_feed(self, after: Position, limit: int) -> FeedPage:
         """Up to ``limit`` events of all streams after ``after``, in feed order, never
         skipping one; see ``PostgresEventStore``."""
+        ...
+
+
+# The read side: read models a projector keeps (``store/migrations/0007_read_models.sql``),
+# each at the feed position of its projection's checkpoint.
+
+ORDERS_PROJECTION = "orders"
+SUMMARIES_PROJECTION = "user_order_summaries"
+ORDER_STATUSES = ("placed", "cancelled")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Projected(Generic[T]):
+    """What a query read, and the position of the projection it read: every event up to
+    ``position`` (inclusive) is in ``value``, none after it. Read in one snapshot."""
+
+    value: T
+    position: Position
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """One order as its events left it; ``total_price`` exact, as sent."""
+
+    order_id: str
+    user_id: str
+    product_id: str
+    quantity: int
+    total_price: Decimal
+    status: str
+    placed_at: datetime
+    cancelled_at: datetime | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderKey:
+    """Where an order stands in a user's list, newest first: (placed_at, order_id)."""
+
+    placed_at: datetime
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPage:
+    """Some of a user's orders, newest first, and the key of the last one when more follow
+    (``None``: this page ends the list)."""
+
+    orders: tuple[OrderView, ...]
+    next: OrderKey | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSummary:
+    """A user's orders in numbers; all zero (and no ``last_order_at``) for a user with none."""
+
+    user_id: str
+    orders_placed: int
+    orders_cancelled: int
+    open_orders: int
+    open_total: Decimal
+    last_order_at: datetime | None
+
+
+class ProjectionBehind(Exception):
+    """A query asked for a position the projection had not reached within its wait."""
+
+    def __init__(
+        self, projection: str, wanted: Position, reached: Position, *, waited_ms: int
+    ) -> None:
+        super().__init__(
+            f"projection {projection!r} is at {reached}, behind the position {wanted} asked"
+            f" for, after waiting {waited_ms} ms"
+        )
+        self.projection = projection
+        self.wanted = wanted
+        self.reached = reached
+
+
+class OrderNotProjected(Exception):
+    """No order with this id in the read model at ``position``: none was placed, or the
+    projection had not reached its event (a query with a ``min_position`` waits for it)."""
+
+    def __init__(self, order_id: str, position: Position) -> None:
+        super().__init__(
+            f"order {printable(order_id)!r} is not in the orders read model at position {position}"
+        )
+        self.order_id = order_id
+        self.position = position
+
+
+class ReadModels(Protocol):
+    async def order(self, order_id: str) -> Projected[OrderView | None]:
+        """One order (``None``: not in the read model); see ``PostgresReadModels``."""
+        ...
+
+    async def user_orders(
+        self, user_id: str, *, status: str | None, after: OrderKey | None, limit: int
+    ) -> Projected[OrderPage]:
+        """A page of a user's orders, newest first; see ``PostgresReadModels``."""
+        ...
+
+    async def user_summary(self, user_id: str) -> Projected[OrderSummary]:
+        """A user's summary, all zero without orders; see ``PostgresReadModels``."""
+        ...
+
+    async def wait_for(
+        self, projection: str, position: Position, *, wait_seconds: float
+    ) -> Position:
+        """The projection's position once at or past ``position``, or where it was when
+        ``wait_seconds`` passed; see ``PostgresReadModels``."""
         ...

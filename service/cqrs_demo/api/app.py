@@ -23,9 +23,16 @@ from cqrs_demo.api.feed import FeedEndpoint, never
 from cqrs_demo.api.health import healthz, readyz_endpoint
 from cqrs_demo.api.openapi import openapi_document
 from cqrs_demo.api.problems import as_problem, problem_response
+from cqrs_demo.api.queries import (
+    ORDER_PATH,
+    USER_ORDERS_PATH,
+    USER_SUMMARY_PATH,
+    QueryEndpoints,
+    register_text,
+)
 from cqrs_demo.api.streams import PATH as STREAM_PATH
 from cqrs_demo.api.streams import StreamEndpoint
-from cqrs_demo.ports import EventStore
+from cqrs_demo.ports import EventStore, ReadModels
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
@@ -39,10 +46,13 @@ def build_app(
     body: BodyRules,
     lifespan: Lifespan | None = None,
     stopping: Callable[[], bool] = never,
+    read_models: ReadModels | None = None,
 ) -> "CommandsFirst":
     """The API over ``store``: every command of ``COMMANDS``, the stream read, the feed,
     the probes and the OpenAPI document; ``check_ready`` backs ``/readyz``; ``stopping``
-    tells when the worker stops (long polls of the feed then answer at once)."""
+    tells when the worker stops (long polls of the feed then answer at once). With
+    ``read_models``, the queries too (``api/queries.py``); without, as the command
+    benchmarks build it, none."""
     commands = {spec.path: CommandEndpoint(spec, store, tokens, body) for spec in COMMANDS}
     read_stream = StreamEndpoint(store, tokens)
     read_feed = FeedEndpoint(store, tokens, stopping=stopping)
@@ -50,6 +60,7 @@ def build_app(
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in commands.items()),
         Route(STREAM_PATH, answering_problems(read_stream.__call__), methods=["GET"]),
         Route(FEED_PATH, answering_problems(read_feed.__call__), methods=["GET"]),
+        *(_query_routes(read_models, tokens) if read_models is not None else ()),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", answering_problems(readyz_endpoint(check_ready)), methods=["GET"]),
         Route("/openapi.json", _openapi_endpoint(tokens), methods=["GET"]),
@@ -100,6 +111,16 @@ def answering_problems(endpoint: Endpoint) -> Endpoint:
             return problem_response(as_problem(error))
 
     return answer
+
+
+def _query_routes(read_models: ReadModels, tokens: BearerTokens) -> list[Route]:
+    queries = QueryEndpoints(read_models, tokens)
+    register_text()
+    return [
+        Route(ORDER_PATH, answering_problems(queries.order), methods=["GET"]),
+        Route(USER_ORDERS_PATH, answering_problems(queries.user_orders), methods=["GET"]),
+        Route(USER_SUMMARY_PATH, answering_problems(queries.user_summary), methods=["GET"]),
+    ]
 
 
 def _openapi_endpoint(tokens: BearerTokens) -> Endpoint:

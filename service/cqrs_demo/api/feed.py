@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cqrs_demo.api.auth import BearerTokens
-from cqrs_demo.api.query import bad_parameter, query_parameters, whole_number
-from cqrs_demo.api.streams import event_json, exact_decimal
+from cqrs_demo.api.parameters import bad_parameter, exact_decimal, query_parameters, whole_number
+from cqrs_demo.api.streams import event_json
 from cqrs_demo.domain.text import printable
 from cqrs_demo.ports import START, EventStore, FeedEvent, FeedPage, Position
 

@@ -9,8 +9,9 @@ patterns, every status); the API tests and the schemathesis fuzzer hold the serv
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cqrs_demo.api import feed
+from cqrs_demo.api import feed, queries
 from cqrs_demo.api.commands import CommandSpec
+from cqrs_demo.api.problems import POSITION_HEADER
 from cqrs_demo.api.streams import DEFAULT_LIMIT, MAX_LIMIT
 from cqrs_demo.domain import fields
 from cqrs_demo.domain.fields import (
@@ -141,6 +142,9 @@ _PROBLEM_SCHEMA = {
         "order_id": {"type": "string"},
         "user_id": {"type": "string"},
         "cancelled_on": {"type": "string", "format": "date-time"},
+        "projection": {"type": "string"},
+        "wanted_position": {"type": "string"},
+        "reached_position": {"type": "string"},
     },
 }
 
@@ -380,6 +384,200 @@ _READ_FEED = {
     },
 }
 
+# The queries (api/queries.py): read models, each answer at a stated position.
+
+_POSITION = {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,19}$"}
+_TIME = {"type": "string", "format": "date-time"}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+_ORDER = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "order_id",
+        "user_id",
+        "product_id",
+        "quantity",
+        "total_price",
+        "status",
+        "placed_at",
+        "cancelled_at",
+        "reason",
+    ],
+    "properties": {
+        "order_id": {"type": "string"},
+        "user_id": {"type": "string"},
+        "product_id": {"type": "string"},
+        "quantity": {"type": "integer"},
+        "total_price": {"type": "number", "description": "The exact decimal, as stored."},
+        "status": {"enum": ["placed", "cancelled"]},
+        "placed_at": _TIME,
+        "cancelled_at": _NULLABLE_TIME,
+        "reason": {"type": ["string", "null"]},
+    },
+}
+
+_ORDER_PAGE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["user_id", "orders"],
+    "properties": {
+        "user_id": {"type": "string"},
+        "orders": {"type": "array", "items": {"$ref": "#/components/schemas/Order"}},
+    },
+}
+
+_ORDER_SUMMARY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "user_id",
+        "orders_placed",
+        "orders_cancelled",
+        "open_orders",
+        "open_total",
+        "last_order_at",
+    ],
+    "properties": {
+        "user_id": {"type": "string"},
+        "orders_placed": {"type": "integer", "minimum": 0},
+        "orders_cancelled": {"type": "integer", "minimum": 0},
+        "open_orders": {"type": "integer", "minimum": 0},
+        "open_total": {"type": "number", "description": "The exact decimal sum."},
+        "last_order_at": _NULLABLE_TIME,
+    },
+}
+
+_POSITION_ANSWER = {
+    "description": "The position of the projection the answer reflects: every event up to "
+    "it, none after.",
+    "schema": _POSITION,
+}
+
+_FRESHNESS = [
+    _query(
+        "min_position",
+        "Answer only at or past this position (a command's, to read your own write): wait "
+        "for the projection up to wait_ms, then 503 projection-behind.",
+        _POSITION,
+    ),
+    _query(
+        "wait_ms",
+        f"How long to wait for min_position, in ms (default {queries.DEFAULT_WAIT_MS}).",
+        {"type": "integer", "minimum": 0, "maximum": queries.MAX_WAIT_MS},
+    ),
+]
+
+
+def _path_id(name: str, description: str) -> dict[str, object]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": _IDENTIFIER,
+    }
+
+
+def _query_operation(
+    operation_id: str,
+    summary: str,
+    parameters: Sequence[Mapping[str, object]],
+    answer: Mapping[str, object],
+    **more: Mapping[str, object],
+) -> dict[str, object]:
+    """A query: its parameters, its 200 ``answer`` and every query's other answers."""
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "parameters": [*parameters, *_FRESHNESS],
+        "responses": {
+            "200": answer,
+            "400": _problem("A parameter is invalid (named in parameter)."),
+            "401": _problem("Tokens are configured and no valid bearer token was sent."),
+            **more,
+            "414": _problem("The URL is longer than the limit (docs/security.md)."),
+            "500": _problem("An unexpected error; the answer carries an error id."),
+            "503": _problem(
+                "The projection had not reached min_position within wait_ms "
+                "(urn:cqrs-demo:projection-behind, naming both positions), or the store is "
+                "unavailable.",
+                **{"Retry-After": _RETRY_AFTER, POSITION_HEADER: _POSITION_ANSWER},
+            ),
+        },
+    }
+
+
+def _json_answer(description: str, schema: str, **headers: object) -> dict[str, object]:
+    return {
+        "description": description,
+        "headers": {POSITION_HEADER: _POSITION_ANSWER, **headers},
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+_USER_ID = _path_id("user_id", "The user, percent-encoded.")
+
+_QUERIES: Sequence[tuple[str, Mapping[str, object]]] = (
+    (
+        "/api/queries/orders/{order_id}",
+        _query_operation(
+            "getOrder",
+            "One order, as the orders projection has it",
+            [_path_id("order_id", "The order, percent-encoded.")],
+            _json_answer("The order.", "Order"),
+            **{
+                "404": _problem(
+                    "No such order at this position (urn:cqrs-demo:order-not-found).",
+                    **{POSITION_HEADER: _POSITION_ANSWER},
+                )
+            },
+        ),
+    ),
+    (
+        "/api/queries/users/{user_id}/orders",
+        _query_operation(
+            "listUserOrders",
+            "A user's orders, newest first, a page at a time",
+            [
+                _USER_ID,
+                _query("status", "Only orders in this status.", {"enum": ["placed", "cancelled"]}),
+                _query(
+                    "limit",
+                    f"At most this many orders (default {queries.DEFAULT_LIMIT}).",
+                    {"type": "integer", "minimum": 1, "maximum": queries.MAX_LIMIT},
+                ),
+                _query(
+                    "after",
+                    'The opaque cursor of the next page, from a Link: rel="next".',
+                    {
+                        "type": "string",
+                        "pattern": "^[A-Za-z0-9_-]+$",
+                        "maxLength": queries.MAX_CURSOR_LENGTH,
+                    },
+                ),
+            ],
+            _json_answer(
+                "A page of orders (empty for a user without orders).",
+                "OrderPage",
+                Link={
+                    "description": 'The next page, rel="next", when there is one.',
+                    "schema": {"type": "string"},
+                },
+            ),
+        ),
+    ),
+    (
+        "/api/queries/users/{user_id}/summary",
+        _query_operation(
+            "getUserSummary",
+            "A user's orders in numbers, as the user_order_summaries projection has them",
+            [_USER_ID],
+            _json_answer("The summary (all zero for a user without orders).", "OrderSummary"),
+        ),
+    ),
+)
+
 
 def openapi_document(
     commands: Sequence[CommandSpec[Any]], *, bearer_tokens: bool
@@ -393,6 +591,9 @@ def openapi_document(
         "get": _secured(dict(_READ_STREAM), bearer_tokens)
     }
     paths[feed.PATH] = {"get": _secured(dict(_READ_FEED), bearer_tokens)}
+    paths.update(
+        {path: {"get": _secured(dict(operation), bearer_tokens)} for path, operation in _QUERIES}
+    )
     paths.update(_PROBES)
     schemas: dict[str, object] = {
         spec.command.__name__: _body_schema(spec.command.RULES) for spec in commands
@@ -413,6 +614,9 @@ def openapi_document(
                 "StreamEvent": _STREAM_EVENT,
                 "FeedPage": _FEED_PAGE,
                 "FeedEvent": _FEED_EVENT,
+                "Order": _ORDER,
+                "OrderPage": _ORDER_PAGE,
+                "OrderSummary": _ORDER_SUMMARY,
                 "Problem": _PROBLEM_SCHEMA,
             },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -16,12 +16,15 @@ from cqrs_demo.domain.errors import (
     OrderNotFound,
 )
 from cqrs_demo.domain.ids import uuid7
+from cqrs_demo.ports import OrderNotProjected, ProjectionBehind
 from cqrs_demo.store.errors import SchemaNotCurrent, StoreUnavailable
 
 log = logging.getLogger("cqrs_demo.api")
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "2"
+# The position of the projection a query's answer reflects (api/queries.py).
+POSITION_HEADER = "Projection-Position"
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -126,6 +129,24 @@ def as_problem(error: Exception) -> Problem:
                 str(error),
                 problem_type="urn:cqrs-demo:idempotency-key-in-flight",
                 headers={"Retry-After": "1"},
+            )
+        case OrderNotProjected():
+            return Problem(
+                404,
+                str(error),
+                problem_type="urn:cqrs-demo:order-not-found",
+                headers={POSITION_HEADER: str(error.position)},
+                order_id=error.order_id,
+            )
+        case ProjectionBehind():
+            return Problem(
+                503,
+                str(error),
+                problem_type="urn:cqrs-demo:projection-behind",
+                headers={"Retry-After": "1", POSITION_HEADER: str(error.reached)},
+                projection=error.projection,
+                wanted_position=str(error.wanted),
+                reached_position=str(error.reached),
             )
         case StoreUnavailable() | SchemaNotCurrent():
             log.error("answering 503: %s", error)

@@ -1,17 +1,22 @@
 """Reading a stream over HTTP: ``GET /api/streams/{aggregate_id}/events``."""
 
 from dataclasses import dataclass
-from decimal import Decimal
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from cqrs_demo.api.auth import BearerTokens
+from cqrs_demo.api.parameters import (
+    bad_parameter,
+    exact_decimal,
+    path_identifier,
+    query_parameters,
+    whole_number,
+)
 from cqrs_demo.api.problems import Problem
-from cqrs_demo.api.query import bad_parameter, query_parameters, whole_number
-from cqrs_demo.domain.fields import MAX_VERSION, FieldRefused, identifier
+from cqrs_demo.domain.fields import MAX_VERSION
 from cqrs_demo.domain.text import printable
 from cqrs_demo.ports import Direction, EventStore, RecordedEvent, StreamSlice
 
@@ -65,7 +70,7 @@ class StreamEndpoint:
 
 def stream_query(raw_path: bytes, query_string: bytes) -> StreamQuery:
     """The read a request asks for; ``Problem`` 400 naming the parameter that is wrong."""
-    aggregate_id = _aggregate_id(raw_path)
+    aggregate_id = path_identifier(raw_path, _PREFIX, _SUFFIX, "aggregate_id")
     parameters = query_parameters(query_string, _PARAMETERS)
     direction_text = parameters.get("direction", "forward")
     if direction_text not in ("forward", "backward"):
@@ -77,21 +82,6 @@ def stream_query(raw_path: bytes, query_string: bytes) -> StreamQuery:
     if "from_version" in parameters:
         from_version = whole_number(parameters, "from_version", 1, 1, MAX_VERSION)
     return StreamQuery(aggregate_id, from_version, limit, Direction(direction_text))
-
-
-def _aggregate_id(raw_path: bytes) -> str:
-    """The id between ``/api/streams/`` and ``/events``, percent-decoded as UTF-8."""
-    encoded = raw_path.partition(b"?")[0][len(_PREFIX) : -len(_SUFFIX)]
-    try:
-        text = unquote_to_bytes(encoded).decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise bad_parameter(
-            "aggregate_id", f"is not UTF-8 once percent-decoded (byte {error.start})"
-        ) from None
-    try:
-        return identifier("aggregate_id", text)
-    except FieldRefused as refused:
-        raise Problem(400, str(refused), parameter="aggregate_id") from None
 
 
 def _page_response(read: StreamQuery, page: StreamSlice) -> Response:
@@ -135,10 +125,3 @@ def event_json(event: RecordedEvent) -> dict[str, object]:
         "payload": event.payload,
         "metadata": event.metadata,
     }
-
-
-def exact_decimal(value: object) -> orjson.Fragment:
-    """orjson's ``default`` for the events' JSON: a finite ``Decimal`` written exactly."""
-    if isinstance(value, Decimal) and value.is_finite():
-        return orjson.Fragment(format(value, "f"))
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")

@@ -1,0 +1,23 @@
+-- read_user_orders_with_status: read_user_orders, only the orders whose status is
+-- %(status)s: up to %(fetch)s of them, newest first by (placed_at, order_id), those after the
+-- key (%(after_placed_at)s, %(after_order_id)s) of the page before (NULLs: from the newest),
+-- with the checkpoint of projection %(projection)s in the same snapshot. One row with NULL
+-- order columns when there is no order; the checkpoint's columns are NULL when the
+-- projection never ran.
+-- The row comparison walks orders_by_user_and_status (user_id, status, placed_at DESC,
+-- order_id DESC) from the key down, so a page costs its own rows, however deep in the list.
+WITH page AS (
+    SELECT order_id, user_id, product_id, quantity, total_price, status,
+           placed_at, cancelled_at, reason
+    FROM orders
+    WHERE user_id = %(user_id)s AND status = %(status)s
+      AND (placed_at, order_id) < (coalesce(%(after_placed_at)s::timestamptz, 'infinity'),
+                                   coalesce(%(after_order_id)s::text, ''))
+    ORDER BY placed_at DESC, order_id DESC
+    LIMIT %(fetch)s
+)
+SELECT checkpoint.transaction_id::text, checkpoint.event_number, page.*
+FROM (VALUES (%(projection)s::text)) AS wanted (projection)
+LEFT JOIN projection_checkpoints AS checkpoint USING (projection)
+LEFT JOIN page ON true
+ORDER BY page.placed_at DESC, page.order_id DESC
