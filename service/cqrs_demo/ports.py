@@ -6,13 +6,15 @@ imports these types to return them. Nothing here does I/O.
 
 import enum
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
 from cqrs_demo.domain.events import DomainEvent
+from cqrs_demo.domain.projections import ReadRow, RowKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,4 +151,67 @@ class EventStore(Protocol):
     async def read_feed(self, after: Position, limit: int) -> FeedPage:
         """Up to ``limit`` events of all streams after ``after``, in feed order, never
         skipping one; see ``PostgresEventStore``."""
+        ...
+
+
+# The projector's side: where a projection is, its rows, and the lock that makes it the one.
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a projection is: the feed position of the last event it applied (or skipped),
+    how many it applied, and its state: ``running``, or ``stopped`` at the event
+    ``failed_event_id`` for ``error``, until an operator skips that event."""
+
+    position: Position
+    events_applied: int
+    state: str
+    error: str | None = None
+    failed_event_id: UUID | None = None
+    failed_event_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStop:
+    """The event a projection cannot apply, and why: the projection stops before it."""
+
+    event_id: UUID
+    event_type: str
+    error: str
+
+
+class ReadModels(Protocol):
+    async def checkpoint(self, projection: str) -> Checkpoint:
+        """The projection's checkpoint; see ``PostgresReadModels``."""
+        ...
+
+    async def load_rows(self, keys: Collection[RowKey]) -> dict[RowKey, ReadRow | None]:
+        """The read-model rows of ``keys``; see ``PostgresReadModels``."""
+        ...
+
+    async def commit(
+        self,
+        projection: str,
+        *,
+        after: Position,
+        rows: Mapping[RowKey, ReadRow | None],
+        to: Position,
+        applied: int,
+        stop: ProjectionStop | None,
+    ) -> bool:
+        """Write ``rows`` and move the checkpoint in one transaction; see
+        ``PostgresReadModels``."""
+        ...
+
+
+class ProjectionLock(Protocol):
+    async def still_held(self) -> bool:
+        """Whether the lock's session is still alive (the lock with it)."""
+        ...
+
+
+class ProjectionLocks(Protocol):
+    def hold(self, projection: str) -> AbstractAsyncContextManager[ProjectionLock]:
+        """Wait until this process is the one projector of ``projection``; see
+        ``PostgresProjectionLocks``."""
         ...
