@@ -14,11 +14,17 @@ from starlette.applications import Starlette
 from cqrs_demo.api.app import CommandsFirst, build_app
 from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
+from cqrs_demo.domain.projections import PROJECTIONS
+from cqrs_demo.projector.process import Projector
+from cqrs_demo.projector.runner import Parts
 from cqrs_demo.settings import Settings
 from cqrs_demo.store.conninfo import describe
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
+from cqrs_demo.store.notifications import listen
 from cqrs_demo.store.pool import Database
+from cqrs_demo.store.projection_lock import PostgresProjectionLocks
+from cqrs_demo.store.projections import PostgresReadModels
 from cqrs_demo.store.schema import check_schema
 
 log = logging.getLogger("cqrs_demo")
@@ -91,3 +97,45 @@ async def _prune_idempotency_keys(store: PostgresEventStore) -> None:
         else:
             if removed:
                 log.info("pruned %d expired idempotency keys", removed)
+
+
+def create_projector(settings: Settings) -> Projector:
+    """The ``cqrs-demo project`` process's parts: a small pool (the feed, the read models),
+    a lock connection per projection, the listening connection. Nothing connects until its
+    ``start``."""
+    database = Database(
+        settings.conninfo,
+        min_size=1,
+        max_size=len(PROJECTIONS) + 1,
+        timeout=settings.pool_timeout,
+    )
+    parts = Parts(
+        events=PostgresEventStore(
+            database,
+            idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
+        ),
+        read_models=PostgresReadModels(database),
+        locks=PostgresProjectionLocks(
+            settings.conninfo, poll_seconds=settings.projector_poll_seconds
+        ),
+        batch_size=settings.projector_batch_size,
+        poll_seconds=settings.projector_poll_seconds,
+    )
+
+    async def start() -> None:
+        try:
+            await database.open(wait_seconds=max(settings.pool_timeout, START_TIMEOUT_SECONDS))
+        except StoreUnavailable as error:
+            where = describe(settings.conninfo)
+            raise StoreUnavailable(f"cannot connect to the database {where}: {error}") from None
+        version = await check_schema(database)
+        log.info("projector connected: schema version %d", version)
+
+    return Projector(
+        projections=PROJECTIONS,
+        parts=parts,
+        start=start,
+        stop=database.close,
+        listen=partial(listen, settings.conninfo),
+        outlived=(StoreUnavailable, StoreError),
+    )

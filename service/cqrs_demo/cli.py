@@ -1,4 +1,4 @@
-"""The ``cqrs-demo`` command: serve, migrate, check, and a local run on a throwaway database.
+"""The ``cqrs-demo`` command: serve, project, migrate, check, projections, and a local run.
 
 Exit codes: 0 success; 1 failure (database unreachable, schema behind, a worker died);
 78 (EX_CONFIG) a bad or missing setting, which no restart can fix.
@@ -7,16 +7,26 @@ Exit codes: 0 success; 1 failure (database unreachable, schema behind, a worker 
 import argparse
 import asyncio
 import os
+import pwd
 import re
 import sys
 from collections.abc import Callable
+from typing import Any
+from uuid import UUID
 
 from cqrs_demo import __version__
+from cqrs_demo.domain.projections import PROJECTIONS
 from cqrs_demo.localdb import LocalPostgres, LocalPostgresError
 from cqrs_demo.logs import configure_logging
 from cqrs_demo.settings import ConfigError, database_conninfo, load_settings
 from cqrs_demo.store.conninfo import describe
 from cqrs_demo.store.errors import MigrationChanged, SchemaNotCurrent, StoreUnavailable
+from cqrs_demo.store.projections import (
+    NotStoppedAtEvent,
+    ProjectionStatus,
+    projection_status,
+    skip_event,
+)
 from cqrs_demo.store.schema import Migrated, check_database, migrate
 from cqrs_demo.store.sql import database_functions, latest_schema_version
 
@@ -38,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         "token", help="make a bearer token: prints it once, and the line for the tokens file"
     )
     token.add_argument("name", help="who the token is for (letters, digits, _ . @ -)")
+    _add_projector_commands(commands)
     arguments = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = _COMMANDS[arguments.command]
     try:
@@ -50,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         SchemaNotCurrent,
         MigrationChanged,
         LocalPostgresError,
+        NotStoppedAtEvent,
         OSError,
     ) as error:
         print(f"cqrs-demo {arguments.command}: {error}", file=sys.stderr)
@@ -135,7 +147,80 @@ def _local(arguments: argparse.Namespace) -> int:
         return serve(settings)
 
 
+def _add_projector_commands(commands: "argparse._SubParsersAction[Any]") -> None:
+    commands.add_parser("project", help="keep the read models up to date (the projector)")
+    projections = commands.add_parser(
+        "projections", help="the projections: status, skip an event a projection stopped at"
+    )
+    actions = projections.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser(
+        "status", help="each projection's position, lag and state; exit 1 if one is stopped"
+    )
+    skip = actions.add_parser("skip", help="skip the event a stopped projection stopped at")
+    skip.add_argument("name", choices=sorted(PROJECTIONS), help="the projection")
+    skip.add_argument("--event", required=True, type=UUID, help="the event's id (see status)")
+    skip.add_argument("--reason", required=True, help="why it is skipped (kept with the skip)")
+
+
+def _project(arguments: argparse.Namespace) -> int:
+    from cqrs_demo.bootstrap import create_projector
+    from cqrs_demo.projector.process import project
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return project(create_projector(settings))
+
+
+def _projections(arguments: argparse.Namespace) -> int:
+    conninfo = database_conninfo(os.environ)
+    if arguments.action == "skip":
+        line = asyncio.run(
+            skip_event(
+                conninfo, arguments.name, arguments.event, reason=arguments.reason, by=_operator()
+            )
+        )
+        print(line)
+        return 0
+    statuses = asyncio.run(projection_status(conninfo, sorted(PROJECTIONS)))
+    for line in _status_lines(statuses):
+        print(line)
+    return 1 if any(status.checkpoint.state == "stopped" for status in statuses) else 0
+
+
+def _operator() -> str:
+    """Who runs this: the OS user, and the one behind sudo if any."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+    sudo_user = os.environ.get("SUDO_USER")
+    return f"{user} (sudo by {sudo_user})" if sudo_user and sudo_user != user else user
+
+
+def _status_lines(statuses: list[ProjectionStatus]) -> list[str]:
+    lines = [
+        f"{'projection':22} {'state':8} {'position':>22} {'head':>22} {'behind':>8}"
+        f" {'seconds':>8} {'applied':>10}"
+    ]
+    for status in statuses:
+        checkpoint = status.checkpoint
+        lines.append(
+            f"{status.projection:22} {checkpoint.state:8} {checkpoint.position!s:>22}"
+            f" {status.head!s:>22} {status.events_behind:>8} {status.seconds_behind:>8.1f}"
+            f" {checkpoint.events_applied:>10}"
+        )
+        if checkpoint.state == "stopped":
+            lines.append(
+                f"  stopped at event {checkpoint.failed_event_id}"
+                f" ({checkpoint.failed_event_type}): {checkpoint.error}"
+            )
+            lines.append(
+                f"  to go on after it: cqrs-demo projections skip {status.projection}"
+                f" --event {checkpoint.failed_event_id} --reason '...'"
+            )
+    return lines
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "project": _project,
+    "projections": _projections,
     "serve": _serve,
     "migrate": _migrate,
     "check": _check,

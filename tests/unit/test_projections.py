@@ -107,8 +107,21 @@ def test_the_fold_stops_at_the_first_bad_event_with_the_rows_before_it() -> None
     changed, failure = fold_until(ORDERS, dict.fromkeys(keys), events)
     assert set(changed) == {("order", "o1")}
     assert failure is not None
-    assert failure[0] == 1
-    assert failure[1].event_id == bad.event_id
+    index, error = failure
+    assert index == 1
+    assert isinstance(error, UnreadableEvent)
+    assert error.event_id == bad.event_id
+
+
+def test_a_failing_projection_function_stops_the_fold_at_that_event() -> None:
+    def broken(rows: object, event: OrderEvent) -> dict[RowKey, ReadRow | None]:
+        raise KeyError("a bug")
+
+    projection = Projection("broken", ORDERS.keys, broken)
+    changed, failure = fold_until(projection, {}, [created("o1")])
+    assert changed == {}
+    assert failure is not None
+    assert isinstance(failure[1], KeyError)
 
 
 def test_the_fold_does_not_change_the_rows_it_was_given() -> None:

@@ -77,7 +77,7 @@ class Projection:
 def fold_batch(projection: Projection, rows: Rows, events: Iterable[OrderEvent]) -> Rows:
     """The rows that ``events``, applied in order to ``rows`` (every row any of them needs,
     ``None`` where there is none), change, as they are after the last event. Raises the
-    ``UnreadableEvent`` of the first event that cannot be applied (see ``fold_until``)."""
+    error (``UnreadableEvent``, or any other) of the first event that cannot be applied."""
     changed, failure = fold_until(projection, rows, events)
     if failure is not None:
         raise failure[1]
@@ -86,16 +86,16 @@ def fold_batch(projection: Projection, rows: Rows, events: Iterable[OrderEvent])
 
 def fold_until(
     projection: Projection, rows: Rows, events: Iterable[OrderEvent]
-) -> tuple[dict[RowKey, ReadRow | None], tuple[int, UnreadableEvent] | None]:
+) -> tuple[dict[RowKey, ReadRow | None], tuple[int, Exception] | None]:
     """As ``fold_batch``, but stopping at the first event that cannot be applied: the rows
     changed by the events before it, and that event's index and error (``None`` when every
-    event applied)."""
+    event applied). Any exception of the projection's function counts as that event's."""
     current = dict(rows)
     changed: dict[RowKey, ReadRow | None] = {}
     for index, event in enumerate(events):
         try:
             after = projection.apply(current, event)
-        except UnreadableEvent as error:
+        except Exception as error:  # a bug stops the projection at this event, as bad data does
             return changed, (index, error)
         current.update(after)
         changed.update(after)

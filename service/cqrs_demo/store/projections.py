@@ -197,3 +197,35 @@ def _status(
         else Position(int(str(head_transaction_id)), int(str(head_event_number)))
     )
     return ProjectionStatus(str(projection), _checkpoint(*checkpoint), head, behind, seconds)
+
+
+async def projection_status(conninfo: str, projections: Sequence[str]) -> list[ProjectionStatus]:
+    """``PostgresReadModels.status`` on a connection of its own (the command line's)."""
+    database = await _one_connection(conninfo)
+    try:
+        return await PostgresReadModels(database).status(projections)
+    finally:
+        await database.close()
+
+
+async def skip_event(
+    conninfo: str, projection: str, event_id: UUID, *, reason: str, by: str
+) -> str:
+    """``PostgresReadModels.skip`` on a connection of its own; what was done, in a line."""
+    database = await _one_connection(conninfo)
+    try:
+        position = await PostgresReadModels(database).skip(
+            projection, event_id, reason=reason, by=by
+        )
+    finally:
+        await database.close()
+    return (
+        f"skipped event {event_id} (position {position}) of projection {projection},"
+        f" recorded as by {by}; it goes on after it"
+    )
+
+
+async def _one_connection(conninfo: str) -> Database:
+    database = Database(conninfo, min_size=1, max_size=1, timeout=10)
+    await database.open(wait_seconds=10)
+    return database
