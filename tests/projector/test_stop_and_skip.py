@@ -82,6 +82,13 @@ async def test_a_malformed_event_stops_each_projection_until_each_is_skipped(
             applied = checkpoints(fresh_database_url)
             assert {value[1] for value in applied.values()} == {50}  # all before it, none after
 
+            other = cli(
+                fresh_database_url, "skip", "orders", "--event", str(uuid7()), "--reason", "x"
+            )
+            assert other.returncode == 1
+            assert "projection 'orders' is not stopped at event" in other.stderr
+            assert checkpoints(fresh_database_url) == applied  # nothing changed
+
             skipped = cli(
                 fresh_database_url,
                 "skip",
