@@ -9,6 +9,7 @@ import asyncio
 import os
 import pwd
 import re
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply the schema migrations (idempotent)")
     commands.add_parser("check", help="check settings, database and schema; exit 0 or 1")
     local = commands.add_parser(
-        "local", help="run the API on 127.0.0.1:8080 over a throwaway PostgreSQL"
+        "local", help="run the API and the projector on 127.0.0.1:8080 over a throwaway PostgreSQL"
     )
     local.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     token = commands.add_parser(
@@ -144,7 +145,13 @@ def _local(arguments: argparse.Namespace) -> int:
         settings = load_settings(environ)
         configure_logging(settings.log_level)
         print(f"throwaway PostgreSQL: psql {database.url('cqrs_events')}", file=sys.stderr)
-        return serve(settings)
+        # The projector beside the API, as on a host: a process of its own, same settings.
+        projector = subprocess.Popen([sys.executable, "-m", "cqrs_demo", "project"], env=environ)
+        try:
+            return serve(settings)
+        finally:
+            projector.terminate()
+            projector.wait(timeout=20)
 
 
 def _add_projector_commands(commands: "argparse._SubParsersAction[Any]") -> None:

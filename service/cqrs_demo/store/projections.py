@@ -221,7 +221,7 @@ async def skip_event(
         await database.close()
     return (
         f"skipped event {event_id} (position {position}) of projection {projection},"
-        f" recorded as by {by}; it goes on after it"
+        f" recorded as done by {by}; the projection goes on after it"
     )
 
 
