@@ -15,6 +15,7 @@ from cqrs_demo.api.app import CommandsFirst, build_app
 from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
 from cqrs_demo.domain.projections import PROJECTIONS
+from cqrs_demo.projector.feed import SharedFeed
 from cqrs_demo.projector.process import Projector
 from cqrs_demo.projector.runner import Parts
 from cqrs_demo.settings import Settings
@@ -110,15 +111,17 @@ def create_projector(settings: Settings) -> Projector:
         timeout=settings.pool_timeout,
     )
     parts = Parts(
-        events=PostgresEventStore(
-            database,
-            idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
+        feed=SharedFeed(
+            PostgresEventStore(
+                database,
+                idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
+            ),
+            batch_size=settings.projector_batch_size,
         ),
         read_models=PostgresReadModels(database),
         locks=PostgresProjectionLocks(
             settings.conninfo, poll_seconds=settings.projector_poll_seconds
         ),
-        batch_size=settings.projector_batch_size,
         poll_seconds=settings.projector_poll_seconds,
     )
 

@@ -102,6 +102,8 @@ def wait_until_caught_up(database_url: str, timeout: float = 20, skipped: int = 
             applied + skipped == total for _, applied, total, _ in seen.values()
         ):
             return
+        if any(state == "stopped" for *_, state in seen.values()):
+            raise AssertionError(f"a projection stopped: {seen}")
         if time.monotonic() > deadline:
             raise AssertionError(f"projections not caught up after {timeout} s: {seen}")
         time.sleep(0.05)

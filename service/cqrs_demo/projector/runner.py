@@ -11,22 +11,18 @@ skipped silently. With nothing to read it waits for a wake-up, or ``poll_seconds
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from cqrs_demo.domain.events import decode_event
-from cqrs_demo.domain.orders import EVENT_TYPES, OrderEvent
 from cqrs_demo.domain.projections import Projection, fold_until
 from cqrs_demo.ports import (
     Checkpoint,
-    EventStore,
-    FeedEvent,
     ProjectionLock,
     ProjectionLocks,
     ProjectionStop,
     ReadModels,
 )
+from cqrs_demo.projector.feed import DecodedPage, SharedFeed
 
 log = logging.getLogger("cqrs_demo.projector")
 
@@ -36,12 +32,12 @@ RETRY_MAX_SECONDS = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """What a projection's loop needs: the feed, the read models, the locks, and options."""
+    """What a projection's loop needs: the feed, the read models, the locks, and how long
+    to wait for a wake-up at most."""
 
-    events: EventStore
+    feed: SharedFeed
     read_models: ReadModels
     locks: ProjectionLocks
-    batch_size: int
     poll_seconds: float
 
 
@@ -88,7 +84,7 @@ async def _while_held(
             await _wait(wakeup, parts.poll_seconds)
             checkpoint, caught_up = None, False  # an operator may have skipped the event
             continue
-        page = await parts.events.read_feed(checkpoint.position, parts.batch_size)
+        page = await parts.feed.page_after(checkpoint.position)
         if not page.events:
             if not caught_up:
                 log.info(
@@ -100,18 +96,18 @@ async def _while_held(
                 caught_up = True
             await _wait(wakeup, parts.poll_seconds)
             continue
-        checkpoint = await _apply(projection, parts.read_models, checkpoint, page.events)
+        checkpoint = await _apply(projection, parts.read_models, checkpoint, page)
 
 
 async def _apply(
     projection: Projection,
     read_models: ReadModels,
     checkpoint: Checkpoint,
-    batch: Sequence[FeedEvent],
+    page: DecodedPage,
 ) -> Checkpoint | None:
-    """Apply ``batch`` (the events after ``checkpoint``) in one transaction; the checkpoint
+    """Apply ``page`` (the events after ``checkpoint``) in one transaction; the checkpoint
     after it, or ``None`` when it moved meanwhile (nothing was written: read it again)."""
-    decoded, stop = _decode(batch)
+    batch, decoded, stop = page.events, page.decoded, page.unreadable
     keys = {key for event in decoded for key in projection.keys(event)}
     rows = await read_models.load_rows(keys)
     changed, failure = fold_until(projection, rows, decoded)
@@ -132,22 +128,6 @@ async def _apply(
         _report_stop(projection, stop)
         return Checkpoint(to, checkpoint.events_applied + applied, "stopped", stop.error)
     return Checkpoint(to, checkpoint.events_applied + applied, "running")
-
-
-def _decode(batch: Sequence[FeedEvent]) -> tuple[list[OrderEvent], ProjectionStop | None]:
-    """The batch's events as domain events, up to the first one that cannot be read."""
-    decoded: list[OrderEvent] = []
-    for item in batch:
-        event = item.event
-        try:
-            decoded.append(
-                decode_event(
-                    EVENT_TYPES, event.event_type, event.event_id, event.occurred_on, event.payload
-                )
-            )
-        except Exception as error:  # whatever the failure, the projection stops here
-            return decoded, ProjectionStop(event.event_id, event.event_type, _reason(error))
-    return decoded, None
 
 
 def _reason(error: Exception) -> str:

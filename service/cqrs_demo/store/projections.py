@@ -8,8 +8,10 @@ changed row. A crash anywhere leaves either the batch and its checkpoint or neit
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from uuid import UUID
 
+import orjson
 import psycopg
 
 from cqrs_demo.domain.projections import OpenOrder, OrderRow, ReadRow, RowKey, Table, UserSummary
@@ -138,20 +140,25 @@ async def _write_rows(conn: Connection, rows: Mapping[RowKey, ReadRow | None]) -
     opened = [row for row in rows.values() if isinstance(row, OpenOrder)]
     closed = [key for (table, key), row in rows.items() if table == "open_order" and row is None]
     if orders:
-        await conn.execute(query("projection_write_orders"), _columns(orders, OrderRow))
+        await conn.execute(query("projection_write_orders"), {"rows": _json(orders)})
     if summaries:
-        await conn.execute(
-            query("projection_write_user_summaries"), _columns(summaries, UserSummary)
-        )
+        await conn.execute(query("projection_write_user_summaries"), {"rows": _json(summaries)})
     if opened or closed:
-        params = {**_columns(opened, OpenOrder), "deleted": closed}
+        params = {"rows": _json(opened), "deleted": closed}
         await conn.execute(query("projection_write_open_orders"), params)
 
 
-def _columns(rows: Sequence[ReadRow], row_type: type[ReadRow]) -> dict[str, list[object]]:
-    """``rows`` as one list per field, named after the field (the statements' parameters)."""
-    names = row_type.__slots__
-    return {name: [getattr(row, name) for row in rows] for name in names}
+def _json(rows: Sequence[ReadRow]) -> str:
+    """``rows`` as a JSON array of objects named by field; a ``Decimal`` as its string, so
+    that the statement reads it back exactly. (orjson writes dataclasses itself: a tenth of
+    the time psycopg took to send the same rows as one array per column.)"""
+    return orjson.dumps(rows, default=_decimal_text).decode()
+
+
+def _decimal_text(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not a read-model value")
 
 
 # A row from its columns, in the order of the load statements (typed by the tables' columns).

@@ -1,11 +1,11 @@
--- projection_write_orders: a batch's changed rows of orders, one array per column, in one
--- statement (each order id once).
+-- projection_write_orders: a batch's changed rows of orders, as one JSON array of objects
+-- (prices as strings: exact), in one statement (each order id once).
 INSERT INTO orders (order_id, user_id, product_id, quantity, total_price, status, placed_at,
                     cancelled_at, reason)
 SELECT *
-FROM unnest(%(order_id)s::text[], %(user_id)s::text[], %(product_id)s::text[],
-            %(quantity)s::integer[], %(total_price)s::numeric[], %(status)s::text[],
-            %(placed_at)s::timestamptz[], %(cancelled_at)s::timestamptz[], %(reason)s::text[])
+FROM json_to_recordset(%(rows)s::json) AS r (
+    order_id text, user_id text, product_id text, quantity integer, total_price numeric,
+    status text, placed_at timestamptz, cancelled_at timestamptz, reason text)
 ON CONFLICT (order_id) DO UPDATE
 SET user_id = excluded.user_id,
     product_id = excluded.product_id,
