@@ -185,6 +185,10 @@ class ReadModels(Protocol):
         """The projection's checkpoint; see ``PostgresReadModels``."""
         ...
 
+    async def retry(self, projection: str) -> bool:
+        """Set a stopped projection running again; see ``PostgresReadModels``."""
+        ...
+
     async def load_rows(self, keys: Collection[RowKey]) -> dict[RowKey, ReadRow | None]:
         """The read-model rows of ``keys``; see ``PostgresReadModels``."""
         ...

@@ -81,6 +81,17 @@ async def test_a_malformed_event_stops_each_projection_until_each_is_skipped(
             assert f"cqrs-demo projections skip orders --event {bad}" in status.stdout
             applied = checkpoints(fresh_database_url)
             assert {value[1] for value in applied.values()} == {50}  # all before it, none after
+        with running_projector(fresh_database_url, tmp_path) as projector:
+            # a restart tries the event again (a new release may read it), and stops again
+            for name in ("orders", "user_order_summaries"):
+                projector.wait_for_log(
+                    rf"WARNING cqrs_demo.projector: projection {name} was stopped at event"
+                    rf" {bad} \(OrderCreated\): .*; trying that event again"
+                )
+                projector.wait_for_log(
+                    rf"ERROR cqrs_demo.projector: projection {name} stopped at event {bad}"
+                )
+            assert checkpoints(fresh_database_url) == applied
 
             other = cli(
                 fresh_database_url, "skip", "orders", "--event", str(uuid7()), "--reason", "x"

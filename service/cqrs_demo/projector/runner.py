@@ -5,7 +5,8 @@ checkpoint in batches, decodes each event, folds the batch with the projection's
 over the rows it needs, and commits the changed rows with the new checkpoint in one
 transaction. An event it cannot apply stops the projection there (the events before it in
 the batch are committed), for an operator (``cqrs-demo projections skip``); nothing is
-skipped silently. With nothing to read it waits for a wake-up, or ``poll_seconds`` at most.
+skipped silently. A projection found stopped when its lock is taken (a restart, perhaps
+with a release that reads the event) tries that event again, once. With nothing to read it waits for a wake-up, or ``poll_seconds`` at most.
 """
 
 import asyncio
@@ -71,6 +72,7 @@ async def _while_held(
     """Apply batches until the lock is found lost (checked at most every ``poll_seconds``)."""
     checkpoint: Checkpoint | None = None
     caught_up = False
+    first = True
     checked = time.monotonic()
     while True:
         if time.monotonic() - checked >= parts.poll_seconds:
@@ -79,7 +81,9 @@ async def _while_held(
             checked = time.monotonic()
         if checkpoint is None:
             checkpoint = await parts.read_models.checkpoint(projection.name)
-            _report_start(projection, checkpoint)
+            if first and checkpoint.state == "stopped":
+                checkpoint = await _retry(projection, parts.read_models, checkpoint)
+            first = False
         if checkpoint.state != "running":
             await _wait(wakeup, parts.poll_seconds)
             checkpoint, caught_up = None, False  # an operator may have skipped the event
@@ -134,18 +138,20 @@ def _reason(error: Exception) -> str:
     return str(error) or type(error).__name__
 
 
-def _report_start(projection: Projection, checkpoint: Checkpoint) -> None:
-    if checkpoint.state == "stopped":
-        log.error(
-            "projection %s is stopped at event %s (%s): %s; once the cause is fixed,"
-            " 'cqrs-demo projections skip %s --event %s' goes on after it",
-            projection.name,
-            checkpoint.failed_event_id,
-            checkpoint.failed_event_type,
-            checkpoint.error,
-            projection.name,
-            checkpoint.failed_event_id,
-        )
+async def _retry(
+    projection: Projection, read_models: ReadModels, checkpoint: Checkpoint
+) -> Checkpoint:
+    """A projector that takes the lock of a stopped projection tries its event again (this
+    release may read it): it stops there again if not."""
+    log.warning(
+        "projection %s was stopped at event %s (%s): %s; trying that event again",
+        projection.name,
+        checkpoint.failed_event_id,
+        checkpoint.failed_event_type,
+        checkpoint.error,
+    )
+    await read_models.retry(projection.name)
+    return await read_models.checkpoint(projection.name)
 
 
 def _report_stop(projection: Projection, stop: ProjectionStop) -> None:

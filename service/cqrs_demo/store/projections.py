@@ -56,6 +56,14 @@ class PostgresReadModels:
         assert row is not None
         return _checkpoint(*row)
 
+    async def retry(self, projection: str) -> bool:
+        """Set ``projection`` running again if it is stopped, so that its projector tries
+        the event it stopped at again; whether it was stopped. Raises ``StoreUnavailable``
+        or ``StoreError``."""
+        async with self._database.connection() as conn:
+            cursor = await conn.execute(query("projection_retry"), {"projection": projection})
+            return cursor.rowcount == 1
+
     async def load_rows(self, keys: Collection[RowKey]) -> dict[RowKey, ReadRow | None]:
         """The rows of ``keys``, ``None`` for those that do not exist: one SELECT per table.
         Raises ``StoreUnavailable`` or ``StoreError``."""
