@@ -169,6 +169,7 @@ class Checkpoint:
     error: str | None = None
     failed_event_id: UUID | None = None
     failed_event_type: str | None = None
+    generation: int = 0  # one up with each rebuild swapped in
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +198,7 @@ class ReadModels(Protocol):
         self,
         projection: str,
         *,
-        after: Position,
+        after: Checkpoint,
         rows: Mapping[RowKey, ReadRow | None],
         to: Position,
         applied: int,

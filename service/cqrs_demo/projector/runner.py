@@ -6,7 +6,8 @@ over the rows it needs, and commits the changed rows with the new checkpoint in 
 transaction. An event it cannot apply stops the projection there (the events before it in
 the batch are committed), for an operator (``cqrs-demo projections skip``); nothing is
 skipped silently. A projection found stopped when its lock is taken (a restart, perhaps
-with a release that reads the event) tries that event again, once. With nothing to read it waits for a wake-up, or ``poll_seconds`` at most.
+with a release that reads the event) tries that event again, once. With nothing to read,
+the loop waits for a wake-up, or ``poll_seconds`` at most.
 """
 
 import asyncio
@@ -109,8 +110,28 @@ async def _apply(
     checkpoint: Checkpoint,
     page: DecodedPage,
 ) -> Checkpoint | None:
-    """Apply ``page`` (the events after ``checkpoint``) in one transaction; the checkpoint
-    after it, or ``None`` when it moved meanwhile (nothing was written: read it again)."""
+    """``apply_page`` for the projection's own checkpoint, logged."""
+    after = await apply_page(projection, read_models, projection.name, checkpoint, page)
+    if after is None:
+        log.warning(
+            "projection %s: its checkpoint moved under it; reading it again", projection.name
+        )
+    elif after.state == "stopped":
+        _report_stop(projection, after)
+    return after
+
+
+async def apply_page(
+    projection: Projection,
+    read_models: ReadModels,
+    checkpoint_name: str,
+    checkpoint: Checkpoint,
+    page: DecodedPage,
+) -> Checkpoint | None:
+    """Apply ``page`` (the events after ``checkpoint``, the checkpoint ``checkpoint_name``)
+    in one transaction, up to the first event that cannot be applied, where the checkpoint
+    stops. The checkpoint after it, or ``None`` when it moved meanwhile (nothing was
+    written: read it again)."""
     batch, decoded, stop = page.events, page.decoded, page.unreadable
     keys = {key for event in decoded for key in projection.keys(event)}
     rows = await read_models.load_rows(keys)
@@ -121,17 +142,16 @@ async def _apply(
         stop = ProjectionStop(failed.event_id, failed.event_type, _reason(failure[1]))
     to = batch[applied - 1].position if applied else checkpoint.position
     committed = await read_models.commit(
-        projection.name, after=checkpoint.position, rows=changed, to=to, applied=applied, stop=stop
+        checkpoint_name, after=checkpoint, rows=changed, to=to, applied=applied, stop=stop
     )
     if not committed:
-        log.warning(
-            "projection %s: its checkpoint moved under it; reading it again", projection.name
-        )
         return None
-    if stop is not None:
-        _report_stop(projection, stop)
-        return Checkpoint(to, checkpoint.events_applied + applied, "stopped", stop.error)
-    return Checkpoint(to, checkpoint.events_applied + applied, "running")
+    total = checkpoint.events_applied + applied
+    if stop is None:
+        return Checkpoint(to, total, checkpoint.state, generation=checkpoint.generation)
+    return Checkpoint(
+        to, total, "stopped", stop.error, stop.event_id, stop.event_type, checkpoint.generation
+    )
 
 
 def _reason(error: Exception) -> str:
@@ -154,16 +174,16 @@ async def _retry(
     return await read_models.checkpoint(projection.name)
 
 
-def _report_stop(projection: Projection, stop: ProjectionStop) -> None:
+def _report_stop(projection: Projection, checkpoint: Checkpoint) -> None:
     log.error(
         "projection %s stopped at event %s (%s): %s; the other projections go on."
         " 'cqrs-demo projections skip %s --event %s' goes on after it",
         projection.name,
-        stop.event_id,
-        stop.event_type,
-        stop.error,
+        checkpoint.failed_event_id,
+        checkpoint.failed_event_type,
+        checkpoint.error,
         projection.name,
-        stop.event_id,
+        checkpoint.failed_event_id,
     )
 
 

@@ -82,7 +82,7 @@ class PostgresReadModels:
         self,
         projection: str,
         *,
-        after: Position,
+        after: Checkpoint,
         rows: Mapping[RowKey, ReadRow | None],
         to: Position,
         applied: int,
@@ -91,13 +91,15 @@ class PostgresReadModels:
         """In one transaction: move ``projection``'s checkpoint from ``after`` to ``to``
         (``applied`` events more; stopped for ``stop`` if given) and write ``rows`` (``None``:
         delete). Returns False, having written nothing, when the checkpoint is not at
-        ``after`` or not running (another projector moved it, an operator stopped it).
+        ``after``'s position and generation, or is stopped (another projector moved it, an
+        operator stopped it, a rebuild was swapped in).
         Raises ``StoreUnavailable`` (the outcome unknown if the connection broke while
         committing; the next checkpoint read tells) or ``StoreError``."""
         params = {
             "projection": projection,
-            "from_transaction_id": str(after.transaction_id),
-            "from_event_number": after.event_number,
+            "from_transaction_id": str(after.position.transaction_id),
+            "from_event_number": after.position.event_number,
+            "generation": after.generation,
             "to_transaction_id": str(to.transaction_id),
             "to_event_number": to.event_number,
             "applied": applied,
@@ -185,10 +187,12 @@ def _checkpoint(
     error: object,
     failed_event_id: object,
     failed_event_type: object,
+    generation: object,
 ) -> Checkpoint:
     assert isinstance(event_number, int)
     assert isinstance(events_applied, int)
     assert isinstance(failed_event_id, UUID | None)
+    assert isinstance(generation, int)
     return Checkpoint(
         Position(int(str(transaction_id)), event_number),
         events_applied,
@@ -196,6 +200,7 @@ def _checkpoint(
         None if error is None else str(error),
         failed_event_id,
         None if failed_event_type is None else str(failed_event_type),
+        generation,
     )
 
 

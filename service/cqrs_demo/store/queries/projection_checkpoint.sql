@@ -5,13 +5,13 @@ WITH created AS (
     INSERT INTO projection_checkpoints (projection) VALUES (%(projection)s)
     ON CONFLICT (projection) DO NOTHING
     RETURNING projection, transaction_id, event_number, events_applied, state, error,
-              failed_event_id, failed_event_type
+              failed_event_id, failed_event_type, generation
 )
 SELECT transaction_id::text, event_number, events_applied, state, error, failed_event_id,
-       failed_event_type
+       failed_event_type, generation
 FROM created
 UNION ALL
 SELECT transaction_id::text, event_number, events_applied, state, error, failed_event_id,
-       failed_event_type
+       failed_event_type, generation
 FROM projection_checkpoints
 WHERE projection = %(projection)s

@@ -4,7 +4,7 @@
 SELECT p.projection,
        coalesce(c.transaction_id, '0')::text, coalesce(c.event_number, 0),
        coalesce(c.events_applied, 0), coalesce(c.state, 'running'), c.error,
-       c.failed_event_id, c.failed_event_type,
+       c.failed_event_id, c.failed_event_type, coalesce(c.generation, 0),
        head.transaction_id::text, head.id,
        behind.events,
        coalesce(extract(epoch FROM now() - behind.oldest), 0)::float8
