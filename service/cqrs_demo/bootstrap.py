@@ -15,8 +15,10 @@ from cqrs_demo.api.app import CommandsFirst, build_app
 from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
 from cqrs_demo.domain.projections import PROJECTIONS
+from cqrs_demo.ports import Checkpoint
 from cqrs_demo.projector.feed import SharedFeed
 from cqrs_demo.projector.process import Projector
+from cqrs_demo.projector.rebuild import Progress, rebuild
 from cqrs_demo.projector.runner import Parts
 from cqrs_demo.settings import Settings
 from cqrs_demo.store.conninfo import describe
@@ -26,6 +28,7 @@ from cqrs_demo.store.notifications import listen
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.projection_lock import PostgresProjectionLocks
 from cqrs_demo.store.projections import PostgresReadModels
+from cqrs_demo.store.rebuild import open_rebuild
 from cqrs_demo.store.schema import check_schema
 
 log = logging.getLogger("cqrs_demo")
@@ -142,3 +145,35 @@ def create_projector(settings: Settings) -> Projector:
         listen=partial(listen, settings.conninfo),
         outlived=(StoreUnavailable, StoreError),
     )
+
+
+async def rebuild_projection(
+    conninfo: str, name: str, *, afresh: bool, batch_size: int, progress: Progress
+) -> Checkpoint:
+    """``cqrs-demo projections rebuild``: rebuild projection ``name`` (one rebuild of it at a
+    time: a second waits for the first) and swap it in; see ``projector.rebuild``."""
+    rebuilding, pools = await open_rebuild(conninfo, name)
+    try:
+        feed = SharedFeed(
+            PostgresEventStore(pools[0], idempotency_retention=timedelta(hours=1)),
+            batch_size=batch_size,
+            keep_pages=1,
+        )
+        locks = PostgresProjectionLocks(conninfo, poll_seconds=1.0)
+        async with locks.hold(rebuilding.name):
+            return await rebuild(PROJECTIONS[name], rebuilding, feed, progress, afresh=afresh)
+    finally:
+        for pool in pools:
+            await pool.close()
+
+
+async def drop_rebuild(conninfo: str, name: str) -> None:
+    """``cqrs-demo projections rebuild --drop``: drop the rebuild of ``name`` (tables and
+    checkpoint), once no rebuild of it runs."""
+    rebuilding, pools = await open_rebuild(conninfo, name)
+    try:
+        async with PostgresProjectionLocks(conninfo, poll_seconds=1.0).hold(rebuilding.name):
+            await rebuilding.drop()
+    finally:
+        for pool in pools:
+            await pool.close()

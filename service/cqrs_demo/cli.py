@@ -28,6 +28,7 @@ from cqrs_demo.store.projections import (
     projection_status,
     skip_event,
 )
+from cqrs_demo.store.rebuild import RebuildRefused
 from cqrs_demo.store.schema import Migrated, check_database, migrate
 from cqrs_demo.store.sql import database_functions, latest_schema_version
 
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         MigrationChanged,
         LocalPostgresError,
         NotStoppedAtEvent,
+        RebuildRefused,
         OSError,
     ) as error:
         print(f"cqrs-demo {arguments.command}: {error}", file=sys.stderr)
@@ -157,7 +159,7 @@ def _local(arguments: argparse.Namespace) -> int:
 def _add_projector_commands(commands: "argparse._SubParsersAction[Any]") -> None:
     commands.add_parser("project", help="keep the read models up to date (the projector)")
     projections = commands.add_parser(
-        "projections", help="the projections: status, skip an event a projection stopped at"
+        "projections", help="the projections: status, skip an event, rebuild"
     )
     actions = projections.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser(
@@ -167,6 +169,20 @@ def _add_projector_commands(commands: "argparse._SubParsersAction[Any]") -> None
     skip.add_argument("name", choices=sorted(PROJECTIONS), help="the projection")
     skip.add_argument("--event", required=True, type=UUID, help="the event's id (see status)")
     skip.add_argument("--reason", required=True, help="why it is skipped (kept with the skip)")
+    rebuild = actions.add_parser(
+        "rebuild",
+        help="rebuild a projection from the first event into new tables, then swap them in",
+    )
+    rebuild.add_argument("name", choices=sorted(PROJECTIONS), help="the projection")
+    rebuild.add_argument(
+        "--afresh", action="store_true", help="start over instead of resuming a rebuild"
+    )
+    rebuild.add_argument(
+        "--drop", action="store_true", help="drop an interrupted rebuild instead of running one"
+    )
+    rebuild.add_argument(
+        "--batch-size", type=int, default=5000, help="events per transaction (default 5000)"
+    )
 
 
 def _project(arguments: argparse.Namespace) -> int:
@@ -188,10 +204,89 @@ def _projections(arguments: argparse.Namespace) -> int:
         )
         print(line)
         return 0
-    statuses = asyncio.run(projection_status(conninfo, sorted(PROJECTIONS)))
+    if arguments.action == "rebuild":
+        return _rebuild(conninfo, arguments)
+    names = sorted([*PROJECTIONS, *(f"{name}:rebuild" for name in PROJECTIONS)])
+    statuses = asyncio.run(projection_status(conninfo, names))
     for line in _status_lines(statuses):
         print(line)
     return 1 if any(status.checkpoint.state == "stopped" for status in statuses) else 0
+
+
+def _rebuild(conninfo: str, arguments: argparse.Namespace) -> int:
+    from cqrs_demo.bootstrap import drop_rebuild, rebuild_projection
+    from cqrs_demo.projector.rebuild import RebuildStopped
+
+    name = str(arguments.name)
+    if arguments.drop:
+        asyncio.run(drop_rebuild(conninfo, name))
+        print(f"dropped the rebuild of {name} (its tables and checkpoint), if there was one")
+        return 0
+    if not 1 <= arguments.batch_size <= 100_000:
+        print("cqrs-demo projections rebuild: --batch-size must be 1 to 100000", file=sys.stderr)
+        return 2
+    progress = _Progress(name)
+    try:
+        checkpoint = asyncio.run(
+            rebuild_projection(
+                conninfo,
+                name,
+                afresh=arguments.afresh,
+                batch_size=arguments.batch_size,
+                progress=progress,
+            )
+        )
+    except KeyboardInterrupt:
+        progress.end()
+        print(
+            f"interrupted: the rebuild of {name} is kept; run the same command to resume it,"
+            " or with --drop to drop it",
+            file=sys.stderr,
+        )
+        return 130
+    except RebuildStopped as error:
+        progress.end()
+        print(f"cqrs-demo projections rebuild {name}: {error}", file=sys.stderr)
+        return 1
+    progress.end()
+    print(
+        f"swapped in: {name} rebuilt at position {checkpoint.position},"
+        f" {checkpoint.events_applied} events applied, in {progress.seconds:.1f} s;"
+        " the projector goes on from there"
+    )
+    return 0
+
+
+class _Progress:
+    """A rebuild's progress on standard error: one line redrawn on a terminal, else a line
+    every 5 seconds."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.seconds = 0.0
+        self._terminal = sys.stderr.isatty()
+        self._printed = -5.0
+
+    def __call__(self, applied: int, total: int, seconds: float) -> None:
+        self.seconds = seconds
+        if not self._terminal and seconds - self._printed < 5:
+            return
+        self._printed = seconds
+        rate = applied / seconds if seconds > 0 else 0.0
+        line = (
+            f"rebuilding {self.name}: {applied:,} of {total:,} events"
+            f" ({100 * applied // max(total, 1)}%), {rate:,.0f} events/s"
+        )
+        print(
+            "\r" + line if self._terminal else line,
+            end="" if self._terminal else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def end(self) -> None:
+        if self._terminal and self._printed >= 0:
+            print(file=sys.stderr)
 
 
 def _operator() -> str:
@@ -203,13 +298,13 @@ def _operator() -> str:
 
 def _status_lines(statuses: list[ProjectionStatus]) -> list[str]:
     lines = [
-        f"{'projection':22} {'state':8} {'position':>22} {'head':>22} {'behind':>8}"
+        f"{'projection':28} {'state':10} {'position':>22} {'head':>22} {'behind':>8}"
         f" {'seconds':>8} {'applied':>10}"
     ]
     for status in statuses:
         checkpoint = status.checkpoint
         lines.append(
-            f"{status.projection:22} {checkpoint.state:8} {checkpoint.position!s:>22}"
+            f"{status.projection:28} {checkpoint.state:10} {checkpoint.position!s:>22}"
             f" {status.head!s:>22} {status.events_behind:>8} {status.seconds_behind:>8.1f}"
             f" {checkpoint.events_applied:>10}"
         )
@@ -218,8 +313,11 @@ def _status_lines(statuses: list[ProjectionStatus]) -> list[str]:
                 f"  stopped at event {checkpoint.failed_event_id}"
                 f" ({checkpoint.failed_event_type}): {checkpoint.error}"
             )
+            name, _, rebuilding = status.projection.partition(":")
             lines.append(
-                f"  to go on after it: cqrs-demo projections skip {status.projection}"
+                f"  to retry it: cqrs-demo projections rebuild {name}; to drop it: ... --drop"
+                if rebuilding
+                else f"  to go on after it: cqrs-demo projections skip {name}"
                 f" --event {checkpoint.failed_event_id} --reason '...'"
             )
     return lines

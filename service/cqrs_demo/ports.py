@@ -190,6 +190,10 @@ class ReadModels(Protocol):
         """Set a stopped projection running again; see ``PostgresReadModels``."""
         ...
 
+    async def checkpoint_if_any(self, projection: str) -> Checkpoint | None:
+        """The projection's checkpoint, not created if missing; see ``PostgresReadModels``."""
+        ...
+
     async def load_rows(self, keys: Collection[RowKey]) -> dict[RowKey, ReadRow | None]:
         """The read-model rows of ``keys``; see ``PostgresReadModels``."""
         ...
@@ -219,4 +223,34 @@ class ProjectionLocks(Protocol):
     def hold(self, projection: str) -> AbstractAsyncContextManager[ProjectionLock]:
         """Wait until this process is the one projector of ``projection``; see
         ``PostgresProjectionLocks``."""
+        ...
+
+
+class Rebuild(Protocol):
+    """A projection's rebuild: its tables built afresh beside the live ones, swapped in."""
+
+    @property
+    def name(self) -> str:
+        """Its checkpoint's name."""
+        ...
+
+    @property
+    def read_models(self) -> ReadModels:
+        """The rebuild's tables and checkpoint."""
+        ...
+
+    async def start(self, *, afresh: bool) -> Checkpoint:
+        """The checkpoint to resume, or a new one on empty tables; see ``PostgresRebuild``."""
+        ...
+
+    async def skip_as_live(self) -> bool:
+        """Skip the event it stopped at if the projection skipped it; see ``PostgresRebuild``."""
+        ...
+
+    async def remaining(self, after: Position) -> int:
+        """How many events there are after ``after``."""
+        ...
+
+    async def swap(self) -> Checkpoint:
+        """Swap the rebuilt tables in, in one transaction; see ``PostgresRebuild``."""
         ...

@@ -56,6 +56,15 @@ class PostgresReadModels:
         assert row is not None
         return _checkpoint(*row)
 
+    async def checkpoint_if_any(self, projection: str) -> Checkpoint | None:
+        """The checkpoint ``projection`` has, without creating one; ``None`` if none."""
+        async with self._database.connection() as conn:
+            cursor = await conn.execute(
+                query("projection_checkpoint_if_any"), {"projection": projection}
+            )
+            row = await cursor.fetchone()
+        return None if row is None else _checkpoint(*row)
+
     async def retry(self, projection: str) -> bool:
         """Set ``projection`` running again if it is stopped, so that its projector tries
         the event it stopped at again; whether it was stopped. Raises ``StoreUnavailable``

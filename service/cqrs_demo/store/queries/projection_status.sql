@@ -1,4 +1,5 @@
--- projection_status: for each projection named in %(projections)s (a checkpoint row or not):
+-- projection_status: for each projection named in %(projections)s (a checkpoint row or not;
+-- a rebuild's, NAME:rebuild, only if there is one):
 -- its position, events applied, state and error, the feed's head, how many events there are
 -- after its position and how old (created_at) the oldest of them is, in seconds (0 if none).
 SELECT p.projection,
@@ -19,4 +20,5 @@ CROSS JOIN LATERAL (
     WHERE (e.transaction_id, e.id)
           > (coalesce(c.transaction_id, '0'::xid8), coalesce(c.event_number, 0))
 ) behind
+WHERE c.projection IS NOT NULL OR p.projection NOT LIKE '%%:rebuild'
 ORDER BY p.projection
