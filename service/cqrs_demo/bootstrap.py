@@ -15,12 +15,22 @@ from cqrs_demo.api.app import CommandsFirst, build_app
 from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
 from cqrs_demo.api.feed import never
+from cqrs_demo.domain.projections import PROJECTIONS
+from cqrs_demo.ports import Checkpoint
+from cqrs_demo.projector.feed import SharedFeed
+from cqrs_demo.projector.process import Projector
+from cqrs_demo.projector.rebuild import Progress, rebuild
+from cqrs_demo.projector.runner import Parts
 from cqrs_demo.settings import Settings
 from cqrs_demo.store.conninfo import describe
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
+from cqrs_demo.store.notifications import listen
+from cqrs_demo.store.order_queries import PostgresOrderQueries
 from cqrs_demo.store.pool import Database
-from cqrs_demo.store.read_models import PostgresReadModels
+from cqrs_demo.store.projection_lock import PostgresProjectionLocks
+from cqrs_demo.store.projections import PostgresReadModels
+from cqrs_demo.store.rebuild import open_rebuild
 from cqrs_demo.store.schema import check_schema
 
 log = logging.getLogger("cqrs_demo")
@@ -81,7 +91,7 @@ def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> C
         body=BodyRules(limit=settings.body_limit, seconds=settings.body_timeout),
         lifespan=lifespan,
         stopping=stopping,
-        read_models=PostgresReadModels(database),
+        read_models=PostgresOrderQueries(database),
     )
 
 
@@ -96,3 +106,79 @@ async def _prune_idempotency_keys(store: PostgresEventStore) -> None:
         else:
             if removed:
                 log.info("pruned %d expired idempotency keys", removed)
+
+
+def create_projector(settings: Settings) -> Projector:
+    """The ``cqrs-demo project`` process's parts: a small pool (the feed, the read models),
+    a lock connection per projection, the listening connection. Nothing connects until its
+    ``start``."""
+    database = Database(
+        settings.conninfo,
+        min_size=1,
+        max_size=len(PROJECTIONS) + 1,
+        timeout=settings.pool_timeout,
+    )
+    parts = Parts(
+        feed=SharedFeed(
+            PostgresEventStore(
+                database,
+                idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
+            ),
+            batch_size=settings.projector_batch_size,
+        ),
+        read_models=PostgresReadModels(database),
+        locks=PostgresProjectionLocks(
+            settings.conninfo, poll_seconds=settings.projector_poll_seconds
+        ),
+        poll_seconds=settings.projector_poll_seconds,
+    )
+
+    async def start() -> None:
+        try:
+            await database.open(wait_seconds=max(settings.pool_timeout, START_TIMEOUT_SECONDS))
+        except StoreUnavailable as error:
+            where = describe(settings.conninfo)
+            raise StoreUnavailable(f"cannot connect to the database {where}: {error}") from None
+        version = await check_schema(database)
+        log.info("projector connected: schema version %d", version)
+
+    return Projector(
+        projections=PROJECTIONS,
+        parts=parts,
+        start=start,
+        stop=database.close,
+        listen=partial(listen, settings.conninfo),
+        outlived=(StoreUnavailable, StoreError),
+    )
+
+
+async def rebuild_projection(
+    conninfo: str, name: str, *, afresh: bool, batch_size: int, progress: Progress
+) -> Checkpoint:
+    """``cqrs-demo projections rebuild``: rebuild projection ``name`` (one rebuild of it at a
+    time: a second waits for the first) and swap it in; see ``projector.rebuild``."""
+    rebuilding, pools = await open_rebuild(conninfo, name)
+    try:
+        feed = SharedFeed(
+            PostgresEventStore(pools[0], idempotency_retention=timedelta(hours=1)),
+            batch_size=batch_size,
+            keep_pages=1,
+        )
+        locks = PostgresProjectionLocks(conninfo, poll_seconds=1.0)
+        async with locks.hold(rebuilding.name):
+            return await rebuild(PROJECTIONS[name], rebuilding, feed, progress, afresh=afresh)
+    finally:
+        for pool in pools:
+            await pool.close()
+
+
+async def drop_rebuild(conninfo: str, name: str) -> None:
+    """``cqrs-demo projections rebuild --drop``: drop the rebuild of ``name`` (tables and
+    checkpoint), once no rebuild of it runs."""
+    rebuilding, pools = await open_rebuild(conninfo, name)
+    try:
+        async with PostgresProjectionLocks(conninfo, poll_seconds=1.0).hold(rebuilding.name):
+            await rebuilding.drop()
+    finally:
+        for pool in pools:
+            await pool.close()

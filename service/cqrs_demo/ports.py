@@ -6,7 +6,8 @@ imports these types to return them. Nothing here does I/O.
 
 import enum
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -14,6 +15,7 @@ from typing import Generic, Protocol, TypeVar
 from uuid import UUID
 
 from cqrs_demo.domain.events import DomainEvent
+from cqrs_demo.domain.projections import ReadRow, RowKey
 from cqrs_demo.domain.text import printable
 
 
@@ -247,24 +249,125 @@ class OrderNotProjected(Exception):
         self.position = position
 
 
-class ReadModels(Protocol):
+class OrderQueries(Protocol):
     async def order(self, order_id: str) -> Projected[OrderView | None]:
-        """One order (``None``: not in the read model); see ``PostgresReadModels``."""
+        """One order (``None``: not in the read model); see ``PostgresOrderQueries``."""
         ...
 
     async def user_orders(
         self, user_id: str, *, status: str | None, after: OrderKey | None, limit: int
     ) -> Projected[OrderPage]:
-        """A page of a user's orders, newest first; see ``PostgresReadModels``."""
+        """A page of a user's orders, newest first; see ``PostgresOrderQueries``."""
         ...
 
     async def user_summary(self, user_id: str) -> Projected[OrderSummary]:
-        """A user's summary, all zero without orders; see ``PostgresReadModels``."""
+        """A user's summary, all zero without orders; see ``PostgresOrderQueries``."""
         ...
 
     async def wait_for(
         self, projection: str, position: Position, *, wait_seconds: float
     ) -> Position:
         """The projection's position once at or past ``position``, or where it was when
-        ``wait_seconds`` passed; see ``PostgresReadModels``."""
+        ``wait_seconds`` passed; see ``PostgresOrderQueries``."""
+
+
+# The projector's side: where a projection is, its rows, and the lock that makes it the one.
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a projection is: the feed position of the last event it applied (or skipped),
+    how many it applied, and its state: ``running``, or ``stopped`` at the event
+    ``failed_event_id`` for ``error``, until an operator skips that event."""
+
+    position: Position
+    events_applied: int
+    state: str
+    error: str | None = None
+    failed_event_id: UUID | None = None
+    failed_event_type: str | None = None
+    generation: int = 0  # one up with each rebuild swapped in
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStop:
+    """The event a projection cannot apply, and why: the projection stops before it."""
+
+    event_id: UUID
+    event_type: str
+    error: str
+
+
+class ReadModels(Protocol):
+    async def checkpoint(self, projection: str) -> Checkpoint:
+        """The projection's checkpoint; see ``PostgresReadModels``."""
+        ...
+
+    async def retry(self, projection: str) -> bool:
+        """Set a stopped projection running again; see ``PostgresReadModels``."""
+        ...
+
+    async def checkpoint_if_any(self, projection: str) -> Checkpoint | None:
+        """The projection's checkpoint, not created if missing; see ``PostgresReadModels``."""
+        ...
+
+    async def load_rows(self, keys: Collection[RowKey]) -> dict[RowKey, ReadRow | None]:
+        """The read-model rows of ``keys``; see ``PostgresReadModels``."""
+        ...
+
+    async def commit(
+        self,
+        projection: str,
+        *,
+        after: Checkpoint,
+        rows: Mapping[RowKey, ReadRow | None],
+        to: Position,
+        applied: int,
+        stop: ProjectionStop | None,
+    ) -> bool:
+        """Write ``rows`` and move the checkpoint in one transaction; see
+        ``PostgresReadModels``."""
+        ...
+
+
+class ProjectionLock(Protocol):
+    async def still_held(self) -> bool:
+        """Whether the lock's session is still alive (the lock with it)."""
+        ...
+
+
+class ProjectionLocks(Protocol):
+    def hold(self, projection: str) -> AbstractAsyncContextManager[ProjectionLock]:
+        """Wait until this process is the one projector of ``projection``; see
+        ``PostgresProjectionLocks``."""
+        ...
+
+
+class Rebuild(Protocol):
+    """A projection's rebuild: its tables built afresh beside the live ones, swapped in."""
+
+    @property
+    def name(self) -> str:
+        """Its checkpoint's name."""
+        ...
+
+    @property
+    def read_models(self) -> ReadModels:
+        """The rebuild's tables and checkpoint."""
+        ...
+
+    async def start(self, *, afresh: bool) -> Checkpoint:
+        """The checkpoint to resume, or a new one on empty tables; see ``PostgresRebuild``."""
+        ...
+
+    async def skip_as_live(self) -> bool:
+        """Skip the event it stopped at if the projection skipped it; see ``PostgresRebuild``."""
+        ...
+
+    async def remaining(self, after: Position) -> int:
+        """How many events there are after ``after``."""
+        ...
+
+    async def swap(self) -> Checkpoint:
+        """Swap the rebuilt tables in, in one transaction; see ``PostgresRebuild``."""
         ...

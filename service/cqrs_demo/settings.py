@@ -42,6 +42,8 @@ class Settings:
     idempotency_retention_hours: int = 24
     tokens: tuple[tuple[str, bytes], ...] = ()  # (name, SHA-256 of the token); () = open
     log_level: str = "info"
+    projector_batch_size: int = 1000  # events per transaction of a projection
+    projector_poll_seconds: float = 1.0  # the longest a projector waits without a wake-up
 
 
 def database_conninfo(environ: Mapping[str, str]) -> str:
@@ -123,6 +125,15 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         ),
         tokens=_get(environ, "CQRS_TOKENS_FILE", _token_hashes, ()),
         log_level=_get(environ, "CQRS_LOG_LEVEL", _log_level, default.log_level),
+        projector_batch_size=_get(
+            environ,
+            "CQRS_PROJECTOR_BATCH_SIZE",
+            _integer(1, 100_000),
+            default.projector_batch_size,
+        ),
+        projector_poll_seconds=_get(
+            environ, "CQRS_PROJECTOR_POLL_SECONDS", _poll_seconds, default.projector_poll_seconds
+        ),
     )
 
 
@@ -188,3 +199,14 @@ def _log_level(raw: str) -> str:
     if raw.lower() not in LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
     return raw.lower()
+
+
+def _poll_seconds(raw: str) -> float:
+    """At most a second: a lost notification must not hold a projection back for longer."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not 0.01 <= value <= 1:
+        raise ValueError("must be between 0.01 and 1 second")
+    return value

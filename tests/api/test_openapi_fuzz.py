@@ -17,8 +17,8 @@ from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
 from cqrs_demo.ports import ORDERS_PROJECTION, SUMMARIES_PROJECTION
 from cqrs_demo.store.events import PostgresEventStore
+from cqrs_demo.store.order_queries import PostgresOrderQueries
 from cqrs_demo.store.pool import Database
-from cqrs_demo.store.read_models import PostgresReadModels
 from tests.support import Service, require
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
@@ -34,7 +34,7 @@ def test_the_document_is_openapi_3_1_and_covers_every_route(service: Service) ->
         check_ready=_never_called,
         tokens=BearerTokens(()),
         body=BodyRules(limit=1, seconds=1),
-        read_models=PostgresReadModels(database),
+        read_models=PostgresOrderQueries(database),
     )
     served = {
         (re.sub(r":\w+}", "}", route.path), method.lower())

@@ -32,7 +32,7 @@ from cqrs_demo.api.queries import (
 )
 from cqrs_demo.api.streams import PATH as STREAM_PATH
 from cqrs_demo.api.streams import StreamEndpoint
-from cqrs_demo.ports import EventStore, ReadModels
+from cqrs_demo.ports import EventStore, OrderQueries
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
@@ -46,7 +46,7 @@ def build_app(
     body: BodyRules,
     lifespan: Lifespan | None = None,
     stopping: Callable[[], bool] = never,
-    read_models: ReadModels | None = None,
+    read_models: OrderQueries | None = None,
 ) -> "CommandsFirst":
     """The API over ``store``: every command of ``COMMANDS``, the stream read, the feed,
     the probes and the OpenAPI document; ``check_ready`` backs ``/readyz``; ``stopping``
@@ -113,7 +113,7 @@ def answering_problems(endpoint: Endpoint) -> Endpoint:
     return answer
 
 
-def _query_routes(read_models: ReadModels, tokens: BearerTokens) -> list[Route]:
+def _query_routes(read_models: OrderQueries, tokens: BearerTokens) -> list[Route]:
     queries = QueryEndpoints(read_models, tokens)
     register_text()
     return [

@@ -40,12 +40,12 @@ from cqrs_demo.ports import (
     SUMMARIES_PROJECTION,
     OrderKey,
     OrderNotProjected,
+    OrderQueries,
     OrderSummary,
     OrderView,
     Position,
     Projected,
     ProjectionBehind,
-    ReadModels,
 )
 
 # ``text``: any characters, line breaks too (``path``'s ``.*`` stops at one, and the route
@@ -107,7 +107,7 @@ class Listing:
 class QueryEndpoints:
     """The three queries over ``read_models``; tokens as for the commands."""
 
-    def __init__(self, read_models: ReadModels, tokens: BearerTokens) -> None:
+    def __init__(self, read_models: OrderQueries, tokens: BearerTokens) -> None:
         self._read_models = read_models
         self._tokens = tokens
 

@@ -6,8 +6,69 @@ empty payload. PostgreSQL delivers it when that transaction commits, never if it
 and to sessions that ``LISTEN`` on the channel. It says only "the feed may have grown": an
 event committed is not yet in the feed while an older transaction still runs
 (``store/feed.py``), so a reader that wakes reads the feed, and still reads it now and then.
+
+``listen`` is the projector's side: notifications only make it quicker (it also polls), so a
+lost listening connection is a warning, and it is made again with a growing pause (0.1 s up
+to 10 s).
 """
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import NoReturn
+
+import psycopg
+
+from cqrs_demo.store.sql import query
 
 # Written as a literal in both SQL files; tests/store/test_positions_and_notifications.py
 # listens on this name and fails if they differ.
 EVENTS_CHANNEL = "cqrs_events"
+
+# How long the listener waits for a notification before it checks its connection: a
+# connection lost without a word from the server (a cable, a firewall) is found this late.
+CHECK_EVERY_SECONDS = 5.0
+RETRY_FIRST_SECONDS = 0.1
+RETRY_MAX_SECONDS = 10.0
+
+log = logging.getLogger("cqrs_demo.projector")
+
+
+async def listen(conninfo: str, wake: Callable[[], None]) -> NoReturn:
+    """Call ``wake`` for every notification on ``EVENTS_CHANNEL``, and once each time the listening
+    connection is made (anything sent while it was away is not delivered). Runs until
+    cancelled; never raises a connection error: it logs a warning and connects again."""
+    pause = RETRY_FIRST_SECONDS
+    lost = False
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, application_name="cqrs-demo projector listen"
+            ) as connection:
+                await connection.execute(query("projection_listen"))
+                if lost:
+                    log.info("listening for new events again (channel %s)", EVENTS_CHANNEL)
+                lost, pause = False, RETRY_FIRST_SECONDS
+                wake()
+                await _relay(connection, wake)
+        except psycopg.Error as error:
+            if not lost:
+                log.warning(
+                    "lost the connection listening for new events (%s); polling meanwhile,"
+                    " reconnecting in %.1f s and then less often, up to every %.0f s",
+                    type(error).__name__,
+                    pause,
+                    RETRY_MAX_SECONDS,
+                )
+            lost = True
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX_SECONDS)
+
+
+async def _relay(
+    connection: psycopg.AsyncConnection[tuple[object, ...]], wake: Callable[[], None]
+) -> NoReturn:
+    while True:
+        async for _ in connection.notifies(timeout=CHECK_EVERY_SECONDS):
+            wake()
+        await connection.execute(query("projection_ping"))

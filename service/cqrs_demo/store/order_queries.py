@@ -28,7 +28,7 @@ from cqrs_demo.store.sql import query
 Row = tuple[object, ...]
 
 
-class PostgresReadModels:
+class PostgresOrderQueries:
     """The ``orders`` and ``user_order_summaries`` tables and their projections'
     checkpoints. A projection that never ran is at ``ports.START`` with nothing in it.
 

@@ -1,0 +1,81 @@
+"""The feed as this process's projections read it: each page read and decoded once.
+
+The projections of one process read the same events; a page is read (and its events
+decoded) once for all of them while it is in ``keep_pages``, the most recent full pages.
+A full page after a position is final: the feed reads only events of transactions that
+ended before every running one, so no event can appear among them later (``read_feed``).
+A page that is not full is never kept (more events may follow its last), only shared by
+readers that ask for it while it is being read.
+"""
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from cqrs_demo.domain.events import decode_event
+from cqrs_demo.domain.orders import EVENT_TYPES, OrderEvent
+from cqrs_demo.ports import EventStore, FeedEvent, Position, ProjectionStop
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedPage:
+    """Events of the feed after a position, and the domain events they stand for, up to the
+    first that cannot be read (``unreadable``: then ``decoded`` ends before it)."""
+
+    events: tuple[FeedEvent, ...]
+    decoded: tuple[OrderEvent, ...]
+    unreadable: ProjectionStop | None
+
+
+class SharedFeed:
+    """Pages of ``batch_size`` events, read from ``events`` and shared; see the module."""
+
+    def __init__(self, events: EventStore, *, batch_size: int, keep_pages: int = 16) -> None:
+        self._events = events
+        self.batch_size = batch_size
+        self._keep_pages = keep_pages
+        self._pages: OrderedDict[Position, asyncio.Future[DecodedPage]] = OrderedDict()
+
+    async def page_after(self, position: Position) -> DecodedPage:
+        """Up to ``batch_size`` events after ``position``, decoded. Raises what
+        ``EventStore.read_feed`` raises (to every reader waiting for that page)."""
+        page = self._pages.get(position)
+        if page is None:
+            page = asyncio.ensure_future(self._read(position))
+            self._pages[position] = page
+            page.add_done_callback(lambda done: self._keep_if_full(position, done))
+        else:
+            self._pages.move_to_end(position)
+        return await asyncio.shield(page)
+
+    async def _read(self, position: Position) -> DecodedPage:
+        page = await self._events.read_feed(position, self.batch_size)
+        decoded, unreadable = decode_page(page.events)
+        return DecodedPage(page.events, tuple(decoded), unreadable)
+
+    def _keep_if_full(self, position: Position, done: "asyncio.Future[DecodedPage]") -> None:
+        if (
+            done.cancelled()
+            or done.exception() is not None
+            or len(done.result().events) < self.batch_size
+        ):
+            self._pages.pop(position, None)
+        while len(self._pages) > self._keep_pages:
+            self._pages.popitem(last=False)
+
+
+def decode_page(events: tuple[FeedEvent, ...]) -> tuple[list[OrderEvent], ProjectionStop | None]:
+    """The events as domain events, up to the first one that cannot be read."""
+    decoded: list[OrderEvent] = []
+    for item in events:
+        event = item.event
+        try:
+            decoded.append(
+                decode_event(
+                    EVENT_TYPES, event.event_type, event.event_id, event.occurred_on, event.payload
+                )
+            )
+        except Exception as error:  # whatever the failure, the projection stops here
+            reason = str(error) or type(error).__name__
+            return decoded, ProjectionStop(event.event_id, event.event_type, reason)
+    return decoded, None

@@ -1,0 +1,80 @@
+"""The ``cqrs-demo project`` process: every projection's loop, and the wake-ups.
+
+It connects, checks the schema, tells systemd ``READY=1``, then runs one loop per projection
+(``runner.run_projection``: each waits for its own lock, so on a second host it waits) and
+one listener that wakes them all. SIGTERM or SIGINT: ``STOPPING=1``, the loops are cancelled
+(a batch being committed is either committed or rolled back by the server), connections
+closed, exit 0. A loop that ends on an error it cannot outlive: exit 1, systemd restarts.
+"""
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from cqrs_demo.domain.projections import Projection
+from cqrs_demo.projector.runner import Parts, run_projection
+from cqrs_demo.systemd import notify
+
+log = logging.getLogger("cqrs_demo.projector")
+
+
+@dataclass(frozen=True, slots=True)
+class Projector:
+    """The process's parts, wired by ``bootstrap.create_projector``. ``start`` connects and
+    checks the schema (raising if it cannot), ``stop`` closes; ``listen`` calls its argument
+    on every notification of new events, until cancelled; ``outlived`` are the errors a
+    projection's loop logs and retries after (the store's)."""
+
+    projections: Mapping[str, Projection]
+    parts: Parts
+    start: Callable[[], Awaitable[None]]
+    stop: Callable[[], Awaitable[None]]
+    listen: Callable[[Callable[[], None]], Coroutine[Any, Any, NoReturn]]
+    outlived: tuple[type[Exception], ...]
+
+
+def project(projector: Projector) -> int:
+    """Run until SIGTERM or SIGINT (0) or a loop's unexpected end (1)."""
+    return asyncio.run(_run(projector))
+
+
+async def _run(projector: Projector) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await projector.start()
+    wakeups = {name: asyncio.Event() for name in projector.projections}
+
+    def wake() -> None:
+        for wakeup in wakeups.values():
+            wakeup.set()
+
+    tasks: list[asyncio.Task[NoReturn]] = [
+        asyncio.create_task(projector.listen(wake), name="listen")
+    ]
+    for name, projection in projector.projections.items():
+        running = run_projection(projection, projector.parts, wakeups[name], projector.outlived)
+        tasks.append(asyncio.create_task(running, name=name))
+    names = ", ".join(projector.projections)
+    notify(f"READY=1\nSTATUS=projecting {names}")
+    log.info("projector started: %s (each once it holds its lock)", names)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if stopping in done:
+            log.info("stopping on a signal")
+            return 0
+        failed = next(task for task in tasks if task in done)
+        log.error("%s ended: %r; exiting", failed.get_name(), failed.exception())
+        return 1
+    finally:
+        notify("STOPPING=1")
+        for task in (stopping, *tasks):
+            task.cancel()
+        await asyncio.gather(stopping, *tasks, return_exceptions=True)
+        await projector.stop()
+        log.info("projector stopped")

@@ -1,0 +1,196 @@
+"""One projection kept up to date: the loop around its pure function.
+
+While this process holds the projection's lock, the loop reads the feed after the
+checkpoint in batches, decodes each event, folds the batch with the projection's function
+over the rows it needs, and commits the changed rows with the new checkpoint in one
+transaction. An event it cannot apply stops the projection there (the events before it in
+the batch are committed), for an operator (``cqrs-demo projections skip``); nothing is
+skipped silently. A projection found stopped when its lock is taken (a restart, perhaps
+with a release that reads the event) tries that event again, once. With nothing to read,
+the loop waits for a wake-up, or ``poll_seconds`` at most.
+"""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import NoReturn
+
+from cqrs_demo.domain.projections import Projection, fold_until
+from cqrs_demo.ports import (
+    Checkpoint,
+    ProjectionLock,
+    ProjectionLocks,
+    ProjectionStop,
+    ReadModels,
+)
+from cqrs_demo.projector.feed import DecodedPage, SharedFeed
+
+log = logging.getLogger("cqrs_demo.projector")
+
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What a projection's loop needs: the feed, the read models, the locks, and how long
+    to wait for a wake-up at most."""
+
+    feed: SharedFeed
+    read_models: ReadModels
+    locks: ProjectionLocks
+    poll_seconds: float
+
+
+async def run_projection(
+    projection: Projection,
+    parts: Parts,
+    wakeup: asyncio.Event,
+    outlived: tuple[type[Exception], ...],
+) -> NoReturn:
+    """Be ``projection``'s projector, for as long as the process runs: wait for its lock,
+    keep it up to date while the lock is held, and start over when the lock or the database
+    is lost (errors of the types ``outlived``: a warning, then a pause growing from 0.5 s to
+    10 s). Runs until cancelled."""
+    pause = RETRY_FIRST_SECONDS
+    while True:
+        try:
+            async with parts.locks.hold(projection.name) as lock:
+                log.info("projection %s: took the lock, this process projects it", projection.name)
+                pause = RETRY_FIRST_SECONDS
+                await _while_held(projection, parts, wakeup, lock)
+            log.warning("projection %s: lost the lock; waiting to take it again", projection.name)
+        except outlived as error:
+            log.warning("projection %s: %s; trying again in %.1f s", projection.name, error, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX_SECONDS)
+
+
+async def _while_held(
+    projection: Projection, parts: Parts, wakeup: asyncio.Event, lock: ProjectionLock
+) -> None:
+    """Apply batches until the lock is found lost (checked at most every ``poll_seconds``)."""
+    checkpoint: Checkpoint | None = None
+    caught_up = False
+    first = True
+    checked = time.monotonic()
+    while True:
+        if time.monotonic() - checked >= parts.poll_seconds:
+            if not await lock.still_held():
+                return
+            checked = time.monotonic()
+        if checkpoint is None:
+            checkpoint = await parts.read_models.checkpoint(projection.name)
+            if first and checkpoint.state == "stopped":
+                checkpoint = await _retry(projection, parts.read_models, checkpoint)
+            first = False
+        if checkpoint.state != "running":
+            await _wait(wakeup, parts.poll_seconds)
+            checkpoint, caught_up = None, False  # an operator may have skipped the event
+            continue
+        page = await parts.feed.page_after(checkpoint.position)
+        if not page.events:
+            if not caught_up:
+                log.info(
+                    "projection %s: caught up at %s, %d events applied",
+                    projection.name,
+                    checkpoint.position,
+                    checkpoint.events_applied,
+                )
+                caught_up = True
+            await _wait(wakeup, parts.poll_seconds)
+            continue
+        checkpoint = await _apply(projection, parts.read_models, checkpoint, page)
+
+
+async def _apply(
+    projection: Projection,
+    read_models: ReadModels,
+    checkpoint: Checkpoint,
+    page: DecodedPage,
+) -> Checkpoint | None:
+    """``apply_page`` for the projection's own checkpoint, logged."""
+    after = await apply_page(projection, read_models, projection.name, checkpoint, page)
+    if after is None:
+        log.warning(
+            "projection %s: its checkpoint moved under it; reading it again", projection.name
+        )
+    elif after.state == "stopped":
+        _report_stop(projection, after)
+    return after
+
+
+async def apply_page(
+    projection: Projection,
+    read_models: ReadModels,
+    checkpoint_name: str,
+    checkpoint: Checkpoint,
+    page: DecodedPage,
+) -> Checkpoint | None:
+    """Apply ``page`` (the events after ``checkpoint``, the checkpoint ``checkpoint_name``)
+    in one transaction, up to the first event that cannot be applied, where the checkpoint
+    stops. The checkpoint after it, or ``None`` when it moved meanwhile (nothing was
+    written: read it again)."""
+    batch, decoded, stop = page.events, page.decoded, page.unreadable
+    keys = {key for event in decoded for key in projection.keys(event)}
+    rows = await read_models.load_rows(keys)
+    changed, failure = fold_until(projection, rows, decoded)
+    applied = len(decoded) if failure is None else failure[0]
+    if failure is not None:
+        failed = batch[applied].event
+        stop = ProjectionStop(failed.event_id, failed.event_type, _reason(failure[1]))
+    to = batch[applied - 1].position if applied else checkpoint.position
+    committed = await read_models.commit(
+        checkpoint_name, after=checkpoint, rows=changed, to=to, applied=applied, stop=stop
+    )
+    if not committed:
+        return None
+    total = checkpoint.events_applied + applied
+    if stop is None:
+        return Checkpoint(to, total, checkpoint.state, generation=checkpoint.generation)
+    return Checkpoint(
+        to, total, "stopped", stop.error, stop.event_id, stop.event_type, checkpoint.generation
+    )
+
+
+def _reason(error: Exception) -> str:
+    return str(error) or type(error).__name__
+
+
+async def _retry(
+    projection: Projection, read_models: ReadModels, checkpoint: Checkpoint
+) -> Checkpoint:
+    """A projector that takes the lock of a stopped projection tries its event again (this
+    release may read it): it stops there again if not."""
+    log.warning(
+        "projection %s was stopped at event %s (%s): %s; trying that event again",
+        projection.name,
+        checkpoint.failed_event_id,
+        checkpoint.failed_event_type,
+        checkpoint.error,
+    )
+    await read_models.retry(projection.name)
+    return await read_models.checkpoint(projection.name)
+
+
+def _report_stop(projection: Projection, checkpoint: Checkpoint) -> None:
+    log.error(
+        "projection %s stopped at event %s (%s): %s; the other projections go on."
+        " 'cqrs-demo projections skip %s --event %s' goes on after it",
+        projection.name,
+        checkpoint.failed_event_id,
+        checkpoint.failed_event_type,
+        checkpoint.error,
+        projection.name,
+        checkpoint.failed_event_id,
+    )
+
+
+async def _wait(wakeup: asyncio.Event, seconds: float) -> None:
+    """Until a wake-up (cleared here) or ``seconds``, whichever comes first."""
+    try:
+        await asyncio.wait_for(wakeup.wait(), seconds)
+    except TimeoutError:
+        return
+    wakeup.clear()

@@ -1,0 +1,74 @@
+"""Wake-ups: a notification wakes the projector at once; a lost one, or a killed listening
+connection, delays it by one poll (a second) at most."""
+
+import json
+import time
+from pathlib import Path
+
+import psycopg
+
+from cqrs_demo.domain.ids import uuid7
+from cqrs_demo.store.notifications import EVENTS_CHANNEL
+from tests.projector.support import checkpoints, running_projector, wait_until_caught_up
+
+
+def place_order(database_url: str, *, notify: bool) -> None:
+    """One OrderCreated of a new user, and (if ``notify``) the write paths' notification."""
+    user, order = f"wake-{uuid7()}", str(uuid7())
+    fields = {"order_id": order, "user_id": user, "product_id": "p", "quantity": 1}
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO events (aggregate_id, event_type, payload, version)"
+            " VALUES (%s, 'OrderCreated', %s, 1)",
+            [user, json.dumps({**fields, "event_type": "OrderCreated", "total_price": 1})],
+        )
+        if notify:
+            conn.execute("SELECT pg_notify(%s, '')", [EVENTS_CHANNEL])
+
+
+def seconds_to_apply(database_url: str, *, notify: bool) -> float:
+    started = time.monotonic()
+    place_order(database_url, notify=notify)
+    wait_until_caught_up(database_url, timeout=5)
+    return time.monotonic() - started
+
+
+def test_a_notification_wakes_the_projector_before_its_poll(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    with running_projector(fresh_database_url, tmp_path):
+        wait_until_caught_up(fresh_database_url)
+        delays = []
+        for _ in range(5):
+            time.sleep(0.3)
+            delays.append(seconds_to_apply(fresh_database_url, notify=True))
+    # by polling alone (every second) all five below 0.4 s has a chance of 1 in 100
+    assert max(delays) < 0.4, delays
+
+
+def test_without_a_notification_the_poll_catches_up_within_a_second(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    with running_projector(fresh_database_url, tmp_path):
+        wait_until_caught_up(fresh_database_url)
+        delays = [seconds_to_apply(fresh_database_url, notify=False) for _ in range(3)]
+    assert max(delays) < 1.6, delays
+
+
+def test_a_killed_listening_connection_is_logged_and_made_again(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    with running_projector(fresh_database_url, tmp_path) as projector:
+        wait_until_caught_up(fresh_database_url)
+        with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'cqrs-demo projector listen'"
+            ).fetchall()
+        assert killed == [(True,)]
+        assert seconds_to_apply(fresh_database_url, notify=True) < 2
+        projector.wait_for_log(r"WARNING cqrs_demo.projector: lost the connection listening")
+        projector.wait_for_log(r"INFO cqrs_demo.projector: listening for new events again")
+        time.sleep(0.3)
+        assert seconds_to_apply(fresh_database_url, notify=True) < 0.4
+    assert {state for *_, state in checkpoints(fresh_database_url).values()} == {"running"}
