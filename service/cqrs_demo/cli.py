@@ -19,12 +19,12 @@ from cqrs_demo import __version__
 from cqrs_demo.domain.projections import PROJECTIONS
 from cqrs_demo.localdb import LocalPostgres, LocalPostgresError
 from cqrs_demo.logs import configure_logging
+from cqrs_demo.ports import ProjectionStatus
 from cqrs_demo.settings import ConfigError, database_conninfo, load_settings
 from cqrs_demo.store.conninfo import describe
 from cqrs_demo.store.errors import MigrationChanged, SchemaNotCurrent, StoreUnavailable
 from cqrs_demo.store.projections import (
     NotStoppedAtEvent,
-    ProjectionStatus,
     projection_status,
     skip_event,
 )

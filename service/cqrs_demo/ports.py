@@ -270,6 +270,10 @@ class OrderQueries(Protocol):
         """The projection's position once at or past ``position``, or where it was when
         ``wait_seconds`` passed; see ``PostgresOrderQueries``."""
 
+    async def projections(self) -> "list[ProjectionStatus]":
+        """Every projection's status; see ``PostgresOrderQueries``."""
+        ...
+
 
 # The projector's side: where a projection is, its rows, and the lock that makes it the one.
 
@@ -371,3 +375,15 @@ class Rebuild(Protocol):
     async def swap(self) -> Checkpoint:
         """Swap the rebuilt tables in, in one transaction; see ``PostgresRebuild``."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    """A projection as ``cqrs-demo projections status`` and ``GET /api/projections`` show
+    it: its checkpoint, the feed's head, and how far behind the head it is."""
+
+    projection: str
+    checkpoint: Checkpoint
+    head: Position
+    events_behind: int
+    seconds_behind: float

@@ -23,6 +23,8 @@ from cqrs_demo.api.feed import FeedEndpoint, never
 from cqrs_demo.api.health import healthz, readyz_endpoint
 from cqrs_demo.api.openapi import openapi_document
 from cqrs_demo.api.problems import as_problem, problem_response
+from cqrs_demo.api.projections import PATH as PROJECTIONS_PATH
+from cqrs_demo.api.projections import ProjectionsEndpoint
 from cqrs_demo.api.queries import (
     ORDER_PATH,
     USER_ORDERS_PATH,
@@ -115,8 +117,10 @@ def answering_problems(endpoint: Endpoint) -> Endpoint:
 
 def _query_routes(read_models: OrderQueries, tokens: BearerTokens) -> list[Route]:
     queries = QueryEndpoints(read_models, tokens)
+    projections = ProjectionsEndpoint(read_models, tokens)
     register_text()
     return [
+        Route(PROJECTIONS_PATH, answering_problems(projections.__call__), methods=["GET"]),
         Route(ORDER_PATH, answering_problems(queries.order), methods=["GET"]),
         Route(USER_ORDERS_PATH, answering_problems(queries.user_orders), methods=["GET"]),
         Route(USER_SUMMARY_PATH, answering_problems(queries.user_summary), methods=["GET"]),

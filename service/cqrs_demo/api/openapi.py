@@ -579,6 +579,63 @@ _QUERIES: Sequence[tuple[str, Mapping[str, object]]] = (
 )
 
 
+_PROJECTION_STATUS = {
+    "type": "object",
+    "required": [
+        "name",
+        "state",
+        "position",
+        "head",
+        "events_behind",
+        "seconds_behind",
+        "events_applied",
+        "error",
+        "failed_event_id",
+        "failed_event_type",
+    ],
+    "properties": {
+        "name": {"type": "string"},
+        "state": {"enum": ["running", "stopped", "rebuilding"]},
+        "position": {"type": "string"},
+        "head": {"type": "string"},
+        "events_behind": {"type": "integer", "minimum": 0},
+        "seconds_behind": {"type": "number", "minimum": 0},
+        "events_applied": {"type": "integer", "minimum": 0},
+        "error": {"type": ["string", "null"]},
+        "failed_event_id": {"type": ["string", "null"], "format": "uuid"},
+        "failed_event_type": {"type": ["string", "null"]},
+    },
+}
+
+_PROJECTIONS = {
+    "operationId": "listProjections",
+    "summary": "Each projection: state, position, the feed's head, how far behind",
+    "responses": {
+        "200": {
+            "description": "Every projection, stopped ones with their error and event.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["projections"],
+                        "properties": {
+                            "projections": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/ProjectionStatus"},
+                            }
+                        },
+                    }
+                }
+            },
+        },
+        "400": _problem("A query parameter was given; this read takes none."),
+        "401": _problem("Tokens are configured and no valid bearer token was sent."),
+        "500": _problem("An unexpected error; the answer carries an error id."),
+        "503": _problem("The store is unavailable.", **{"Retry-After": _RETRY_AFTER}),
+    },
+}
+
+
 def openapi_document(
     commands: Sequence[CommandSpec[Any]], *, bearer_tokens: bool
 ) -> dict[str, object]:
@@ -594,6 +651,7 @@ def openapi_document(
     paths.update(
         {path: {"get": _secured(dict(operation), bearer_tokens)} for path, operation in _QUERIES}
     )
+    paths["/api/projections"] = {"get": _secured(dict(_PROJECTIONS), bearer_tokens)}
     paths.update(_PROBES)
     schemas: dict[str, object] = {
         spec.command.__name__: _body_schema(spec.command.RULES) for spec in commands
@@ -617,6 +675,7 @@ def openapi_document(
                 "Order": _ORDER,
                 "OrderPage": _ORDER_PAGE,
                 "OrderSummary": _ORDER_SUMMARY,
+                "ProjectionStatus": _PROJECTION_STATUS,
                 "Problem": _PROBLEM_SCHEMA,
             },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

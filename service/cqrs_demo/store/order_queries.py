@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 
+from cqrs_demo.domain.projections import PROJECTIONS
 from cqrs_demo.ports import (
     ORDERS_PROJECTION,
     START,
@@ -20,9 +21,11 @@ from cqrs_demo.ports import (
     OrderView,
     Position,
     Projected,
+    ProjectionStatus,
 )
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.position_watch import PositionWatch
+from cqrs_demo.store.projections import PostgresReadModels
 from cqrs_demo.store.sql import query
 
 Row = tuple[object, ...]
@@ -101,6 +104,10 @@ class PostgresOrderQueries:
         10 to 20 ms of the commit that moved it there; after ``wait_seconds``, the position
         it was last found at. Holds no connection while it waits (``PositionWatch``)."""
         return await self._watch.wait_for(projection, position, wait_seconds=wait_seconds)
+
+    async def projections(self) -> list[ProjectionStatus]:
+        """Each projection's checkpoint and how far behind the feed's head it is."""
+        return await PostgresReadModels(self._database).status(list(PROJECTIONS))
 
     async def _rows(self, name: str, params: Mapping[str, object]) -> list[Row]:
         async with self._database.connection() as conn:

@@ -7,7 +7,6 @@ changed row. A crash anywhere leaves either the batch and its checkpoint or neit
 
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from uuid import UUID
 
@@ -15,7 +14,7 @@ import orjson
 import psycopg
 
 from cqrs_demo.domain.projections import OpenOrder, OrderRow, ReadRow, RowKey, Table, UserSummary
-from cqrs_demo.ports import Checkpoint, Position, ProjectionStop
+from cqrs_demo.ports import Checkpoint, Position, ProjectionStatus, ProjectionStop
 from cqrs_demo.store.pool import Connection, Database
 from cqrs_demo.store.sql import query
 
@@ -24,17 +23,6 @@ _LOADS: Mapping[Table, str] = {
     "user_summary": "projection_load_user_summaries",
     "open_order": "projection_load_open_orders",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectionStatus:
-    """A projection as ``cqrs-demo projections status`` shows it."""
-
-    projection: str
-    checkpoint: Checkpoint
-    head: Position
-    events_behind: int
-    seconds_behind: float
 
 
 class NotStoppedAtEvent(Exception):
