@@ -1,7 +1,7 @@
 """The tables printed at the end: figures per level and system, and the ratios between them."""
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from tests.bench.runs import Run
 
@@ -89,6 +89,75 @@ def growth(runs: Sequence[Run], systems: Sequence[str], phases: Sequence[str]) -
                     + [_ratio(figures[name], first[name]) for name in compared]
                 )
     return _table(lines)
+
+
+CANCEL_FIGURES: dict[str, Figure] = {
+    "rps": lambda run: run.load.rps,
+    "p50 ms": lambda run: run.load.p50_ms,
+    "p99 ms": lambda run: run.load.p99_ms,
+    "p99.9 ms": lambda run: run.load.p999_ms,
+    "errors": lambda run: float(run.load.errors),
+    "svc cpu ms/req": lambda run: 1000 * run.per_request(run.cpu["service"]),
+    "pg cpu ms/req": lambda run: 1000 * run.per_request(run.cpu["postgres"]),
+}
+# Per event read, from the slope over the stream lengths: figure name, shown as, scale.
+PER_EVENT = (
+    ("p50 ms", "p50", 1000.0),
+    ("svc cpu ms/req", "service CPU", 1000.0),
+    ("pg cpu ms/req", "postgres CPU", 1000.0),
+)
+
+
+def cancel(runs: Sequence[Run], streams: Mapping[str, tuple[str, float]]) -> str:
+    """Per level, the mean figures of the ``create`` runs and of each cancel phase (its
+    stream lengths and their mean in ``streams``), each with its p50 as a multiple of
+    create's; then, per level, what one more event in the stream adds to a cancel (the
+    least-squares slope over the mean lengths, in microseconds)."""
+    lines = [["conns", "command", "events read", *CANCEL_FIGURES, "p50 x create"]]
+    slopes = []
+    for level in sorted({run.load.connections for run in runs}):
+        mine = [run for run in runs if run.load.connections == level]
+        create = [run for run in mine if run.phase == "create"]
+        base = mean(create, CANCEL_FIGURES["p50 ms"]) if create else 0.0
+        rows = [("create", "0", create)] + [
+            (phase, lengths, [run for run in mine if run.phase == phase])
+            for phase, (lengths, _) in streams.items()
+        ]
+        for phase, lengths, chosen in rows:
+            if chosen:
+                figures = [mean(chosen, figure) for figure in CANCEL_FIGURES.values()]
+                lines.append(
+                    [str(level), f"{phase} ({len(chosen)} runs)", lengths]
+                    + [
+                        _cell(value, name)
+                        for value, name in zip(figures, CANCEL_FIGURES, strict=True)
+                    ]
+                    + [_ratio(figures[1], base)]
+                )
+        slopes.append(f"{level} connection(s): " + _per_event(mine, streams))
+    return (
+        _table(lines)
+        + "\n\nper event read (slope over the mean stream length):\n"
+        + ("\n".join(slopes))
+    )
+
+
+def _per_event(runs: Sequence[Run], streams: Mapping[str, tuple[str, float]]) -> str:
+    points = [
+        (length, [run for run in runs if run.phase == phase])
+        for phase, (_, length) in streams.items()
+    ]
+    points = [(length, chosen) for length, chosen in points if chosen]
+    if len(points) < 2:
+        return "needs two stream lengths"
+    shown = []
+    for name, label, scale in PER_EVENT:
+        slope, _ = statistics.linear_regression(
+            [length for length, _ in points],
+            [mean(chosen, CANCEL_FIGURES[name]) for _, chosen in points],
+        )
+        shown.append(f"{label} {slope * scale:+.2f} us")
+    return ", ".join(shown)
 
 
 def _table(lines: list[list[str]]) -> str:
