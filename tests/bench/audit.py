@@ -27,6 +27,7 @@ class Audit:
     in_flight: int = 0
     problems: list[str] = field(default_factory=list)
     detail: str = ""  # what else the audit established, printed after the counts
+    events_read: float | None = None  # --cancel: the mean stream length before a cancel
 
     @property
     def ok(self) -> bool:

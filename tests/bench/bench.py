@@ -206,10 +206,7 @@ def cancel(bench: Bench) -> None:
             bench.run("create", ours, level, arguments.duration)
             for mine in targets:
                 run_cancels(bench, f"cancel {mine.length}", mine, arguments.duration)
-    streams = {
-        f"cancel {length}": (lengths_read(length), length + (cancels_per_stream(length) - 1) / 2)
-        for length in lengths
-    }
+    streams = {f"cancel {length}": lengths_read(length) for length in lengths}
     print(
         f"\ncancel: mean of {arguments.rounds} runs per stream length and level; events "
         "read: the stream's length before a cancel (every cancel reads its whole stream)\n"

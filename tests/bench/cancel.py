@@ -21,6 +21,7 @@ but 202s came back.
 """
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,7 @@ class CancelTargets:
         )
         audit.problems.extend(checked.problems)
         audit.in_flight = checked.unacknowledged
+        audit.events_read = statistics.fmean(before) if before else None
         audit.detail = (
             f"{len(rows)} OrderCancelled rows = {len(load.acks)} 202s + {audit.in_flight} in "
             f"flight at the end; stream length before each cancel "

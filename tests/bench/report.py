@@ -108,11 +108,12 @@ PER_EVENT = (
 )
 
 
-def cancel(runs: Sequence[Run], streams: Mapping[str, tuple[str, float]]) -> str:
-    """Per level, the mean figures of the ``create`` runs and of each cancel phase (its
-    stream lengths and their mean in ``streams``), each with its p50 as a multiple of
-    create's; then, per level, what one more event in the stream adds to a cancel (the
-    least-squares slope over the mean lengths, in microseconds)."""
+def cancel(runs: Sequence[Run], streams: Mapping[str, str]) -> str:
+    """Per level, the mean figures of the ``create`` runs and of each cancel phase (with
+    the stream lengths it was prepared for, from ``streams``, and the mean length its
+    audits found), each with its p50 as a multiple of create's; then, per level, what one
+    more event in the stream adds to a cancel (the least-squares slope over the mean
+    lengths, in microseconds)."""
     lines = [["conns", "command", "events read", *CANCEL_FIGURES, "p50 x create"]]
     slopes = []
     for level in sorted({run.load.connections for run in runs}):
@@ -121,13 +122,15 @@ def cancel(runs: Sequence[Run], streams: Mapping[str, tuple[str, float]]) -> str
         base = mean(create, CANCEL_FIGURES["p50 ms"]) if create else 0.0
         rows = [("create", "0", create)] + [
             (phase, lengths, [run for run in mine if run.phase == phase])
-            for phase, (lengths, _) in streams.items()
+            for phase, lengths in streams.items()
         ]
         for phase, lengths, chosen in rows:
             if chosen:
                 figures = [mean(chosen, figure) for figure in CANCEL_FIGURES.values()]
+                read = _events_read(chosen)
+                shown = lengths if read is None else f"{lengths} (mean {read:.1f})"
                 lines.append(
-                    [str(level), f"{phase} ({len(chosen)} runs)", lengths]
+                    [str(level), f"{phase} ({len(chosen)} runs)", shown]
                     + [
                         _cell(value, name)
                         for value, name in zip(figures, CANCEL_FIGURES, strict=True)
@@ -142,12 +145,18 @@ def cancel(runs: Sequence[Run], streams: Mapping[str, tuple[str, float]]) -> str
     )
 
 
-def _per_event(runs: Sequence[Run], streams: Mapping[str, tuple[str, float]]) -> str:
-    points = [
-        (length, [run for run in runs if run.phase == phase])
-        for phase, (_, length) in streams.items()
-    ]
-    points = [(length, chosen) for length, chosen in points if chosen]
+def _events_read(runs: Sequence[Run]) -> float | None:
+    known = [run.audit.events_read for run in runs if run.audit.events_read is not None]
+    return statistics.fmean(known) if known else None
+
+
+def _per_event(runs: Sequence[Run], streams: Mapping[str, str]) -> str:
+    points = []
+    for phase in streams:
+        chosen = [run for run in runs if run.phase == phase]
+        read = _events_read(chosen)
+        if read is not None:
+            points.append((read, chosen))
     if len(points) < 2:
         return "needs two stream lengths"
     shown = []
