@@ -13,7 +13,7 @@ N..N+k-1 events before each of them. The targets are walked in rounds (the first
 of every user, then the second, ...), each wrk thread with users of its own, so that two
 cancels of one user are never in flight together (no retried conflict is measured). Each
 run takes targets nobody sent before; before a run, more users are inserted if fewer than
-1.5 times the run's expected requests are left (the first run's expectation is a guess,
+2.5 times the run's expected requests are left (the first run's expectation is a guess,
 later ones the fastest rate seen at that length and level). The audit after each run
 checks that every row of the run is an ``OrderCancelled`` of a target sent in it, at a
 stream length in N..N+k-1, that each 202 is stored once at its version, and that nothing
@@ -34,7 +34,10 @@ from tests.bench.runs import Workload, new_nonce
 
 LUA = Path(__file__).with_name("cancel_order.lua")
 FIRST_GUESS_RPS = 4000.0  # requests/s expected of a run before any was measured
-MARGIN = 1.5  # targets prepared per expected request
+# Targets prepared per expected request: on a shared machine two runs of one length and
+# level differ by up to 2.2x (and a warm-up can be the slow one), and a run that runs out
+# fails (its requests past the end are 409s).
+MARGIN = 2.5
 USERS_PER_CONNECTION = 4  # at least this many users per connection in each insert
 
 # N OrderCreated events for each of %(users)s new users. Volatile values are drawn in the
