@@ -23,6 +23,7 @@ from cqrs_demo.domain.orders import (
     Order,
     OrderCancelled,
     OrderCreated,
+    OrderEvent,
     UserOrders,
     cancel_order,
     create_order,
@@ -205,3 +206,14 @@ def test_fingerprints_differ_between_commands_and_not_between_spellings() -> Non
     create = CreateOrder("alice", "o-1", 1, Decimal("1.0"))
     assert fingerprint(create) == fingerprint(CreateOrder("alice", "o-1", 1, Decimal("1.00")))
     assert fingerprint(create) != fingerprint(cancel)
+
+
+def test_fold_equals_evolve_applied_event_by_event() -> None:
+    first, second = placed(), placed(at=T0 + timedelta(minutes=1))
+    events: list[OrderEvent] = [first, second, cancelled(second, at=T0 + timedelta(hours=2))]
+    by_evolve = UserOrders()
+    for event in events:
+        by_evolve = evolve(by_evolve, event)
+    assert fold(events) == by_evolve
+    with pytest.raises(UnreadableEvent):
+        evolve(UserOrders(), cancelled(first, at=T0))

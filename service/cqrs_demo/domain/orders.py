@@ -7,7 +7,7 @@ the past, the state) and returns the events, or raises a refusal from ``errors``
 """
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
@@ -192,10 +192,27 @@ class UserOrders:
 
 def evolve(state: UserOrders, event: OrderEvent) -> UserOrders:
     """The state after ``event``, the stream's next event."""
-    version = state.version + 1
+    order = _order_after(state.orders.get(event.order_id), event)
+    return UserOrders({**state.orders, event.order_id: order}, state.version + 1)
+
+
+def fold(events: Iterable[OrderEvent]) -> UserOrders:
+    """The state of a stream that holds ``events``, oldest first: ``evolve`` applied to
+    each in turn, without copying the orders at every event (a stream of N events would
+    cost N² otherwise)."""
+    orders: dict[str, Order] = {}
+    version = 0
+    for event in events:
+        orders[event.order_id] = _order_after(orders.get(event.order_id), event)
+        version += 1
+    return UserOrders(orders, version)
+
+
+def _order_after(order: Order | None, event: OrderEvent) -> Order:
+    """The order ``event`` is about, after it (``None``: not placed before)."""
     match event:
         case OrderCreated():
-            order = Order(
+            return Order(
                 event.order_id,
                 event.product_id,
                 event.quantity,
@@ -203,27 +220,10 @@ def evolve(state: UserOrders, event: OrderEvent) -> UserOrders:
                 placed_on=event.occurred_on,
             )
         case OrderCancelled():
-            placed = state.orders.get(event.order_id)
-            if placed is None:
+            if order is None:
                 reason = f"cancels order {event.order_id}, which the stream never placed"
                 raise UnreadableEvent(event.event_id, event.event_type, reason)
-            order = Order(
-                placed.order_id,
-                placed.product_id,
-                placed.quantity,
-                placed.total_price,
-                placed.placed_on,
-                cancelled_on=event.occurred_on,
-            )
-    return UserOrders({**state.orders, event.order_id: order}, version)
-
-
-def fold(events: Iterable[OrderEvent]) -> UserOrders:
-    """The state of a stream that holds ``events``, oldest first."""
-    state = UserOrders()
-    for event in events:
-        state = evolve(state, event)
-    return state
+            return replace(order, cancelled_on=event.occurred_on)
 
 
 # Decisions
