@@ -275,3 +275,21 @@ def test_each_role_may_do_what_it_needs_and_nothing_more(
         assert not succeeded, f"{role}: `{sql}` succeeded"
         # Refused by the privileges, not by the append-only trigger or a constraint.
         assert re.search(r"permission denied|must be owner", error), (role, sql, error)
+
+
+def test_tables_created_later_get_the_privileges_meant_for_them(host: Host) -> None:
+    # Default privileges of the owner's future tables: in public, reading for the API (the
+    # grants by name add more); in projection_rebuild, what the live read models have.
+    acls = host.run(
+        f"cd / && runuser -u postgres -- psql -X -A -t -F ' ' -p {host.postgresql_port} "
+        "-d cqrs_events -c \"SELECT coalesce(n.nspname, '*'), d.defaclobjtype, "
+        "array_to_string(array(SELECT unnest(d.defaclacl)::text ORDER BY 1), ',') "
+        'FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace"'
+    )
+    found = {tuple(line.split(" ")[:2]): line.split(" ")[2] for line in acls.splitlines()}
+    assert found == {
+        ("public", "r"): "cqrs_app=r/cqrs_owner",
+        ("public", "S"): "cqrs_app=U/cqrs_owner",
+        ("public", "f"): "cqrs_app=X/cqrs_owner",
+        ("projection_rebuild", "r"): "cqrs_app=r/cqrs_owner,cqrs_projector=arwd/cqrs_owner",
+    }, acls
