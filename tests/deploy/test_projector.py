@@ -248,6 +248,13 @@ ROLLED_BACK_EVENT = (
         ("cqrs_app", "SELECT count(*) FROM projection_checkpoints", True),
         ("cqrs_app", ROLLED_BACK_EVENT, True),
         ("cqrs_app", ROLLED_BACK_ORDER, False),
+        (
+            "cqrs_app",
+            "INSERT INTO user_order_summaries VALUES ('u-probe', 1, 0, 1, 1, now())",
+            False,
+        ),
+        ("cqrs_app", "INSERT INTO projection_checkpoints (projection) VALUES ('probe')", False),
+        ("cqrs_app", "INSERT INTO projection_skips SELECT * FROM projection_skips", False),
         ("cqrs_app", "UPDATE user_order_summaries SET open_orders = 0", False),
         ("cqrs_app", "DELETE FROM user_order_summary_open_orders", False),
         ("cqrs_app", "UPDATE projection_checkpoints SET state = 'stopped'", False),
