@@ -152,11 +152,13 @@ def appliance() -> Iterator[Appliance]:
 
 
 def _save_journal(host: Host) -> None:
-    """Keep the service's and PostgreSQL's journal with the logs (best effort)."""
+    """Keep the services' and PostgreSQL's journal with the logs (best effort)."""
     if host.process is None or host.process.poll() is not None:
         return
     try:
-        journal = host.try_run("journalctl --no-pager -o short-iso -u cqrs-demo -u 'postgresql*'")
+        journal = host.try_run(
+            "journalctl --no-pager -o short-iso -u 'cqrs-demo*' -u 'postgresql*'"
+        )
     except (OSError, subprocess.SubprocessError):
         return
     (host.logs / f"journal-{host.name}.log").write_text(journal.stdout + journal.stderr)

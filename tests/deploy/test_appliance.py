@@ -84,8 +84,8 @@ def as_app_role(host: Host, sql: str) -> str:
     return result.stderr
 
 
-def main_pid(host: Host) -> int:
-    return int(host.run("systemctl show --property=MainPID --value cqrs-demo").strip())
+def main_pid(host: Host, unit: str = "cqrs-demo") -> int:
+    return int(host.run(f"systemctl show --property=MainPID --value {unit}").strip())
 
 
 def unique(prefix: str) -> str:
@@ -141,19 +141,23 @@ def test_configuration_and_passwords_are_not_world_readable(
     expected = {
         "/etc/cqrs-demo": "750 root cqrs-demo",
         "/etc/cqrs-demo/cqrs-demo.env": "640 root cqrs-demo",
+        "/etc/cqrs-demo/cqrs-demo-projector.env": "640 root cqrs-demo",
         "/etc/cqrs-demo/db-password": "600 root root",
         "/etc/cqrs-demo/migrate-password": "600 root root",
+        "/etc/cqrs-demo/projector-db-password": "600 root root",
         "/etc/cqrs-demo/database": "700 root root",
         "/etc/cqrs-demo/database/app-password": "600 root root",
         "/etc/cqrs-demo/database/owner-password": "600 root root",
+        "/etc/cqrs-demo/database/projector-password": "600 root root",
     }
     found = dict(line.split(" ", 1) for line in modes.splitlines())
     assert found == expected
-    password = host.run("cat /etc/cqrs-demo/database/owner-password /etc/cqrs-demo/db-password")
-    assert len(password) >= 80
-    for secret in (password[: len(password) // 2], password[len(password) // 2 :]):
+    settings = host.run("cat /etc/cqrs-demo/cqrs-demo.env /etc/cqrs-demo/cqrs-demo-projector.env")
+    for role in ("owner", "app", "projector"):
+        secret = host.run(f"cat /etc/cqrs-demo/database/{role}-password")
+        assert len(secret) >= 40
         assert secret not in appliance.first_run[host.name].output()
-        assert secret not in host.run("cat /etc/cqrs-demo/cqrs-demo.env")
+        assert secret not in settings
 
 
 def test_postgresql_listens_on_localhost_with_room_for_the_pools(host: Host) -> None:
@@ -293,9 +297,9 @@ def rollback(appliance: Appliance, upgrade: dict[str, PlaybookRun]) -> dict[str,
     return appliance.playbook("rollback.yml", "5-rollback")
 
 
-def release_running(host: Host) -> str:
-    """The release directory the service's main process was started from."""
-    command_line = host.run(f"tr '\\0' ' ' < /proc/{main_pid(host)}/cmdline")
+def release_running(host: Host, unit: str = "cqrs-demo") -> str:
+    """The release directory the main process of ``unit`` was started from."""
+    command_line = host.run(f"tr '\\0' ' ' < /proc/{main_pid(host, unit)}/cmdline")
     match = re.search(r"/var/www/cqrs-demo/releases/([^/]+)/venv", command_line)
     assert match, command_line
     return match[1]
@@ -309,6 +313,7 @@ def test_upgrade_switches_to_the_new_release(
     assert host.run(f"readlink {CURRENT}").strip() == releases + appliance.next_release
     assert host.run(f"readlink {PREVIOUS}").strip() == releases + appliance.first_release
     assert release_running(host) == appliance.next_release
+    assert release_running(host, "cqrs-demo-projector") == appliance.next_release
     status, body = post_order(host, unique("upgraded"))
     assert status == 202, body
 
@@ -321,6 +326,7 @@ def test_rollback_returns_to_the_previous_release(
     assert host.run(f"readlink {CURRENT}").strip() == releases + appliance.first_release
     assert host.run(f"readlink {PREVIOUS}").strip() == releases + appliance.next_release
     assert release_running(host) == appliance.first_release
+    assert release_running(host, "cqrs-demo-projector") == appliance.first_release
     status, body = post_order(host, unique("rolled_back"))
     assert status == 202, body
 
@@ -402,3 +408,4 @@ def test_reboot_brings_everything_back_by_itself(rebooted: dict[str, float], hos
     assert state.returncode == 0, host.run("journalctl -b -u cqrs-demo -o cat --no-pager")
     status, body = post_order(host, unique("rebooted"))
     assert status == 202, body
+    assert host.run("systemctl is-active cqrs-demo-projector").strip() == "active"
