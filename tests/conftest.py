@@ -11,6 +11,10 @@ from cqrs_demo.localdb import LocalPostgres, LocalPostgresError
 from cqrs_demo.store.pool import Database
 from tests.support import IN_CI, Service, events_table_state, new_database, running_service
 
+# Helpers with assertions, imported by tests of more than one folder (the deployment tests
+# audit the projector as its own tests do): registered here, before any test imports them.
+pytest.register_assert_rewrite("tests.projector.support")
+
 _database_numbers = itertools.count(1)
 
 
