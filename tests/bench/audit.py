@@ -26,6 +26,8 @@ class Audit:
     acked: int = 0
     in_flight: int = 0
     problems: list[str] = field(default_factory=list)
+    detail: str = ""  # what else the audit established, printed after the counts
+    events_read: float | None = None  # --cancel: the mean stream length before a cancel
 
     @property
     def ok(self) -> bool:
@@ -35,7 +37,7 @@ class Audit:
         verdict = "ok" if self.ok else "FAILED: " + "; ".join(self.problems[:5])
         return (
             f"audit {verdict} ({self.acked} acknowledged, {self.in_flight} stored without "
-            f"an answer read, {self.rows} rows)"
+            f"an answer read, {self.rows} rows)" + (f"; {self.detail}" if self.detail else "")
         )
 
 

@@ -5,7 +5,8 @@ Run it with ``tests/bench/run --help``. It starts a private PostgreSQL, migrates
 loads each with wrk at each level, alternating the systems, audits the table after every
 run, and prints the figures, the ratios, the CPU spent per request and peak memory per
 worker. ``--growth`` measures appends with the table pre-filled; ``--profile`` samples
-where the time goes. Only 127.0.0.1 is used; only the processes it started are stopped.
+where the time goes; ``--cancel`` measures cancels against streams of given lengths. Only
+127.0.0.1 is used; only the processes it started are stopped.
 """
 
 import argparse
@@ -22,12 +23,13 @@ from pathlib import Path
 from types import FrameType
 
 from tests.bench import profiling, report
+from tests.bench.cancel import CancelTargets, cancels_per_stream
 from tests.bench.growth import load_events
 from tests.bench.load import run_pgbench
 from tests.bench.options import parse_arguments
 from tests.bench.postgres import PROFILING, Database, Server, production_settings
 from tests.bench.procs import memory_kib
-from tests.bench.runs import Run, run_once
+from tests.bench.runs import CREATE, Run, Workload, run_once
 from tests.bench.systems import System, migrate, start_peer, start_service
 from tests.bench.trees import describe_tree, export_commit
 
@@ -89,7 +91,14 @@ class Bench:
     def names(self) -> list[str]:
         return [system.name for system in self.systems]
 
-    def run(self, phase: str, system: System, connections: int, seconds: float) -> Run:
+    def run(
+        self,
+        phase: str,
+        system: System,
+        connections: int,
+        seconds: float,
+        workload: Workload = CREATE,
+    ) -> Run:
         done = run_once(
             phase,
             system,
@@ -98,6 +107,7 @@ class Bench:
             connections=connections,
             seconds=seconds,
             workdir=self.workdir,
+            workload=workload,
         )
         print(done.describe(), flush=True)
         self.runs.append(done)
@@ -138,7 +148,7 @@ def start_systems(
         migrate(other_database.url, arguments.compare_tree)
         systems.append(start_service("other", other_database.url, workdir, arguments.compare_tree))
         target["other"] = other_database
-    if arguments.peer and not arguments.profile:
+    if arguments.peer and not (arguments.profile or arguments.cancel):
         systems.append(start_peer(arguments.peer, main_database.dsn, workdir))
         target["peer"] = main_database
     return target
@@ -146,11 +156,14 @@ def start_systems(
 
 def measure(bench: Bench) -> None:
     arguments = bench.arguments
-    bench.warm_up("warmup", max(arguments.levels))
+    levels = arguments.cancel_levels if arguments.cancel else arguments.levels
+    bench.warm_up("warmup", max(levels))
     if arguments.profile:
         profile(bench)
     elif arguments.growth:
         growth(bench)
+    elif arguments.cancel:
+        cancel(bench)
     else:
         ceiling(arguments, bench.target["ours"])
         bench.alternate("baseline", arguments.levels)
@@ -175,6 +188,44 @@ def growth(bench: Bench) -> None:
         bench.alternate(phase, bench.arguments.growth_levels)
     print("\ngrowth: mean per size, and its ratio to the first size\n")
     print(report.growth(bench.runs, bench.names, phases))
+
+
+def cancel(bench: Bench) -> None:
+    """Per level: a warm-up at each stream length (it also measures the rate the targets
+    are prepared for), then ``--rounds`` rounds of new orders and of cancels at each length."""
+    arguments, ours = bench.arguments, bench.systems[0]
+    lengths = arguments.stream_lengths
+    for level in arguments.cancel_levels:
+        targets = [
+            CancelTargets(bench.target["ours"], length, level, bench.workdir) for length in lengths
+        ]
+        if arguments.warmup > 0:
+            for mine in targets:
+                run_cancels(bench, f"warm c{mine.length}", mine, arguments.warmup)
+        for _ in range(arguments.rounds):
+            bench.run("create", ours, level, arguments.duration)
+            for mine in targets:
+                run_cancels(bench, f"cancel {mine.length}", mine, arguments.duration)
+    streams = {f"cancel {length}": lengths_read(length) for length in lengths}
+    print(
+        f"\ncancel: mean of {arguments.rounds} runs per stream length and level; events "
+        "read: the stream's length before a cancel (every cancel reads its whole stream)\n"
+    )
+    print(report.cancel(bench.runs, streams))
+    print(f"\nrows inserted for the streams: {bench.target['ours'].preloaded_rows:,}")
+
+
+def run_cancels(bench: Bench, phase: str, targets: CancelTargets, seconds: float) -> None:
+    prepared = targets.prepare(seconds)
+    if prepared:
+        print(f"{phase}: {prepared}", flush=True)
+    done = bench.run(phase, bench.systems[0], targets.connections, seconds, targets.workload())
+    targets.consume(done.load)
+
+
+def lengths_read(length: int) -> str:
+    last = length + cancels_per_stream(length) - 1
+    return str(length) if last == length else f"{length}..{last}"
 
 
 def ceiling(arguments: argparse.Namespace, database: Database) -> None:
@@ -218,7 +269,7 @@ def profile(bench: Bench) -> None:
 def check_totals(runs: list[Run], databases: list[Database], arguments: argparse.Namespace) -> bool:
     """Nothing but the audited rows (and the pre-loaded ones) is in any events table."""
     expected = sum(run.audit.rows for run in runs)
-    expected += sum(database.pgbench_rows for database in databases)
+    expected += sum(database.pgbench_rows + database.preloaded_rows for database in databases)
     if arguments.growth:
         expected += max(arguments.sizes)
     found = sum(database.scalar("SELECT count(*) FROM events") for database in databases)

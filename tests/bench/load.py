@@ -1,4 +1,5 @@
-"""Driving HTTP load with wrk and create_order.lua, and reading what it saw."""
+"""Driving HTTP load with wrk and a load script (create_order.lua unless told), and reading
+what it saw."""
 
 import os
 import shutil
@@ -31,6 +32,7 @@ class LoadResult:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    p999_ms: float
     max_ms: float
     sent: dict[int, int]  # requests written, per wrk thread
     acks: list[Ack]
@@ -54,10 +56,25 @@ def require_wrk() -> str:
     return wrk
 
 
-def run_wrk(url: str, *, connections: int, seconds: float, nonce: str, workdir: Path) -> LoadResult:
-    """``wrk`` for ``seconds`` over ``connections`` (two threads, one for one connection)."""
+def wrk_threads(connections: int) -> int:
+    """wrk's threads for ``connections``: two, one for one connection."""
+    return min(2, connections)
+
+
+def run_wrk(
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    nonce: str,
+    workdir: Path,
+    script: Path = LUA,
+    script_arguments: tuple[str, ...] = (),
+) -> LoadResult:
+    """``wrk`` for ``seconds`` over ``connections`` (two threads, one for one connection),
+    running ``script`` with the arguments NONCE ACKS and then ``script_arguments``."""
     acks_prefix = workdir / f"acks-{nonce}"
-    threads = min(2, connections)
+    threads = wrk_threads(connections)
     command = [
         require_wrk(),
         f"-t{threads}",
@@ -66,11 +83,12 @@ def run_wrk(url: str, *, connections: int, seconds: float, nonce: str, workdir: 
         "--timeout",
         WRK_TIMEOUT,
         "-s",
-        str(LUA),
+        str(script),
         url,
         "--",
         nonce,
         str(acks_prefix),
+        *script_arguments,
     ]
     output_path = workdir / f"wrk-{nonce}.out"
     with output_path.open("wb") as output:
@@ -126,6 +144,7 @@ def _parse(text: str, acks_prefix: Path, connections: int, cpu: float) -> LoadRe
         p50_ms=result["p50_us"] / 1000,
         p90_ms=result["p90_us"] / 1000,
         p99_ms=result["p99_us"] / 1000,
+        p999_ms=result["p999_us"] / 1000,
         max_ms=result["max_us"] / 1000,
         sent=sent,
         acks=acks,

@@ -50,6 +50,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--growth", action="store_true", help="appends against a pre-filled table")
     mode.add_argument("--profile", action="store_true", help="py-spy and pg_stat_statements")
+    mode.add_argument(
+        "--cancel",
+        action="store_true",
+        help="cancels against streams of --stream-lengths events (tests/bench/cancel.py), "
+        "new orders alongside for reference; no peer",
+    )
     parser.add_argument(
         "--sizes",
         type=_numbers,
@@ -65,6 +71,21 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="connections in --growth (default 1,32)",
     )
     parser.add_argument(
+        "--stream-lengths",
+        type=_numbers,
+        default=[1, 10, 100],
+        metavar="N,N",
+        help="events in a user's stream before its first cancel, in --cancel (default "
+        "1,10,100); it takes k = max(1, N // 10) cancels, so it holds N..N+k-1 before each",
+    )
+    parser.add_argument(
+        "--cancel-levels",
+        type=_numbers,
+        default=[1, 32],
+        metavar="N,N",
+        help="connections in --cancel (default 1,32)",
+    )
+    parser.add_argument(
         "--pgbench-seconds",
         type=float,
         default=10.0,
@@ -75,8 +96,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--native", action="store_true", help="py-spy --native")
     parser.add_argument("--results", type=Path, help="keep logs, wrk output and runs.json here")
     arguments = parser.parse_args(argv)
-    if (arguments.compare_tree or arguments.compare_commit) and arguments.growth:
-        parser.error("--compare-tree/--compare-commit are for the baseline runs, not --growth")
+    if (arguments.compare_tree or arguments.compare_commit) and (
+        arguments.growth or arguments.cancel
+    ):
+        parser.error("--compare-tree/--compare-commit are for the baseline runs only")
+    if min(arguments.stream_lengths) < 1:
+        parser.error("--stream-lengths: a stream to cancel in holds at least one order")
     return arguments
 
 

@@ -88,6 +88,7 @@ class Database:
         # A role of its own, so that pg_stat_statements tells its statements apart.
         self.conn = psycopg.connect(self.url, user=AUDITOR, autocommit=True)
         self.pgbench_rows = 0  # rows written by the ceiling measurement, not by a run
+        self.preloaded_rows = 0  # rows inserted between runs (--cancel's streams)
         self.statements = False  # pg_stat_statements loaded: time the statements of a run
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """The tables printed at the end: figures per level and system, and the ratios between them."""
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from tests.bench.runs import Run
 
@@ -89,6 +89,84 @@ def growth(runs: Sequence[Run], systems: Sequence[str], phases: Sequence[str]) -
                     + [_ratio(figures[name], first[name]) for name in compared]
                 )
     return _table(lines)
+
+
+CANCEL_FIGURES: dict[str, Figure] = {
+    "rps": lambda run: run.load.rps,
+    "p50 ms": lambda run: run.load.p50_ms,
+    "p99 ms": lambda run: run.load.p99_ms,
+    "p99.9 ms": lambda run: run.load.p999_ms,
+    "errors": lambda run: float(run.load.errors),
+    "svc cpu ms/req": lambda run: 1000 * run.per_request(run.cpu["service"]),
+    "pg cpu ms/req": lambda run: 1000 * run.per_request(run.cpu["postgres"]),
+}
+# Per event read, from the slope over the stream lengths: figure name, shown as, scale.
+PER_EVENT = (
+    ("p50 ms", "p50", 1000.0),
+    ("svc cpu ms/req", "service CPU", 1000.0),
+    ("pg cpu ms/req", "postgres CPU", 1000.0),
+)
+
+
+def cancel(runs: Sequence[Run], streams: Mapping[str, str]) -> str:
+    """Per level, the mean figures of the ``create`` runs and of each cancel phase (with
+    the stream lengths it was prepared for, from ``streams``, and the mean length its
+    audits found), each with its p50 as a multiple of create's; then, per level, what one
+    more event in the stream adds to a cancel (the least-squares slope over the mean
+    lengths, in microseconds)."""
+    lines = [["conns", "command", "events read", *CANCEL_FIGURES, "p50 x create"]]
+    slopes = []
+    for level in sorted({run.load.connections for run in runs}):
+        mine = [run for run in runs if run.load.connections == level]
+        create = [run for run in mine if run.phase == "create"]
+        base = mean(create, CANCEL_FIGURES["p50 ms"]) if create else 0.0
+        rows = [("create", "0", create)] + [
+            (phase, lengths, [run for run in mine if run.phase == phase])
+            for phase, lengths in streams.items()
+        ]
+        for phase, lengths, chosen in rows:
+            if chosen:
+                figures = [mean(chosen, figure) for figure in CANCEL_FIGURES.values()]
+                read = _events_read(chosen)
+                shown = lengths if read is None else f"{lengths} (mean {read:.1f})"
+                lines.append(
+                    [str(level), f"{phase} ({len(chosen)} runs)", shown]
+                    + [
+                        _cell(value, name)
+                        for value, name in zip(figures, CANCEL_FIGURES, strict=True)
+                    ]
+                    + [_ratio(figures[1], base)]
+                )
+        slopes.append(f"{level} connection(s): " + _per_event(mine, streams))
+    return (
+        _table(lines)
+        + "\n\nper event read (slope over the mean stream length):\n"
+        + ("\n".join(slopes))
+    )
+
+
+def _events_read(runs: Sequence[Run]) -> float | None:
+    known = [run.audit.events_read for run in runs if run.audit.events_read is not None]
+    return statistics.fmean(known) if known else None
+
+
+def _per_event(runs: Sequence[Run], streams: Mapping[str, str]) -> str:
+    points = []
+    for phase in streams:
+        chosen = [run for run in runs if run.phase == phase]
+        read = _events_read(chosen)
+        if read is not None:
+            points.append((read, chosen))
+    if len(points) < 2:
+        return "needs two stream lengths"
+    shown = []
+    for name, label, scale in PER_EVENT:
+        slope, _ = statistics.linear_regression(
+            [length for length, _ in points],
+            [mean(chosen, CANCEL_FIGURES[name]) for _, chosen in points],
+        )
+        shown.append(f"{label} {slope * scale:+.2f} us")
+    return ", ".join(shown)
 
 
 def _table(lines: list[list[str]]) -> str:

@@ -2,11 +2,12 @@
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.bench.audit import Audit, audit_run
-from tests.bench.load import LoadResult, run_wrk
+from tests.bench.load import LUA, LoadResult, run_wrk
 from tests.bench.postgres import Database, Server
 from tests.bench.procs import cpu_used, memory_kib, snapshot
 from tests.bench.systems import System
@@ -59,6 +60,24 @@ class Run:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """What a run sends and how it is audited: the wrk script, its arguments after NONCE
+    and ACKS, and the audit, given the nonce, what wrk saw, the database and the highest
+    event id before the run."""
+
+    script: Path
+    arguments: tuple[str, ...]
+    audit: Callable[[str, LoadResult, Database, int], Audit]
+
+
+def _audit_creates(nonce: str, load: LoadResult, database: Database, high_water: int) -> Audit:
+    return audit_run(nonce, load, database.rows_after(high_water))
+
+
+CREATE = Workload(LUA, (), _audit_creates)
+
+
 def new_nonce() -> str:
     return f"{int(time.time()):x}{secrets.token_hex(3)}"
 
@@ -72,8 +91,10 @@ def run_once(
     connections: int,
     seconds: float,
     workdir: Path,
+    workload: Workload = CREATE,
 ) -> Run:
-    """Load ``system`` at ``connections`` for ``seconds``; audit ``database`` afterwards."""
+    """Load ``system`` at ``connections`` for ``seconds`` with ``workload`` (new orders
+    unless told); audit ``database`` afterwards."""
     nonce = new_nonce()
     high_water = database.high_water_id()
     database.reset_statements()
@@ -81,12 +102,17 @@ def run_once(
     groups = {"service": system.pids, "postgres": server.pids}
     cpu_before = snapshot(groups, reaping=[server.postmaster()])
     load = run_wrk(
-        system.url + "/", connections=connections, seconds=seconds, nonce=nonce, workdir=workdir
+        system.url + "/",
+        connections=connections,
+        seconds=seconds,
+        nonce=nonce,
+        workdir=workdir,
+        script=workload.script,
+        script_arguments=workload.arguments,
     )
     cpu_after = snapshot(groups, reaping=[server.postmaster()])
     database.wait_quiet()
     statements = database.statement_milliseconds()
-    rows = database.rows_after(high_water)
     wal_after = database.wal()
     used = cpu_used(cpu_before, cpu_after)
     cpu = {
@@ -102,7 +128,7 @@ def run_once(
         phase=phase,
         system=system.name,
         load=load,
-        audit=audit_run(nonce, load, rows),
+        audit=workload.audit(nonce, load, database, high_water),
         cpu=cpu,
         wal=(
             wal_after[0] - wal_before[0],
