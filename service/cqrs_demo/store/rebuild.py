@@ -87,21 +87,22 @@ class PostgresRebuild:
 
     async def index(self) -> int:
         """Give the rebuilt tables each secondary index of the live ones they lack (a
-        resumed rebuild may have some); how many were built."""
+        resumed rebuild may have some), named as the live one (in their own schema); how
+        many were built."""
         async with self._database.connection() as conn:
             found = await self._indexes(conn, constraints=False)
             rebuilt = {
                 (table, definition) for schema, table, _, definition in found if schema == SCHEMA
             }
             missing = [
-                (table, definition)
-                for schema, table, _, definition in found
+                (table, name, definition)
+                for schema, table, name, definition in found
                 if schema == "public" and (table, definition) not in rebuilt
             ]
-            for number, (table, definition) in enumerate(missing):
+            for table, name, definition in missing:
                 # The definition is the live index's own, read from the catalog (not input).
                 statement = _CREATE_INDEX.format(
-                    name=sql.Identifier(f"rebuilt_{table}_{number}"),
+                    name=sql.Identifier(name),
                     rebuilt=sql.Identifier(SCHEMA, table),
                     definition=sql.SQL(definition),
                 )
