@@ -25,6 +25,7 @@ from cqrs_demo.settings import Settings
 from cqrs_demo.store.conninfo import describe
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.events import PostgresEventStore
+from cqrs_demo.store.feed import ProjectionFeed
 from cqrs_demo.store.notifications import listen
 from cqrs_demo.store.order_queries import PostgresOrderQueries
 from cqrs_demo.store.pool import Database
@@ -119,13 +120,7 @@ def create_projector(settings: Settings) -> Projector:
         timeout=settings.pool_timeout,
     )
     parts = Parts(
-        feed=SharedFeed(
-            PostgresEventStore(
-                database,
-                idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
-            ),
-            batch_size=settings.projector_batch_size,
-        ),
+        feed=SharedFeed(ProjectionFeed(database), batch_size=settings.projector_batch_size),
         read_models=PostgresReadModels(database),
         locks=PostgresProjectionLocks(
             settings.conninfo, poll_seconds=settings.projector_poll_seconds
@@ -159,11 +154,7 @@ async def rebuild_projection(
     time: a second waits for the first) and swap it in; see ``projector.rebuild``."""
     rebuilding, pools = await open_rebuild(conninfo, name)
     try:
-        feed = SharedFeed(
-            PostgresEventStore(pools[0], idempotency_retention=timedelta(hours=1)),
-            batch_size=batch_size,
-            keep_pages=1,
-        )
+        feed = SharedFeed(ProjectionFeed(pools[0]), batch_size=batch_size, keep_pages=2)
         locks = PostgresProjectionLocks(conninfo, poll_seconds=1.0)
         async with locks.hold(rebuilding.name):
             return await rebuild(PROJECTIONS[name], rebuilding, feed, progress, afresh=afresh)

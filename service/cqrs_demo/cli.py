@@ -181,7 +181,7 @@ def _add_projector_commands(commands: "argparse._SubParsersAction[Any]") -> None
         "--drop", action="store_true", help="drop an interrupted rebuild instead of running one"
     )
     rebuild.add_argument(
-        "--batch-size", type=int, default=5000, help="events per transaction (default 5000)"
+        "--batch-size", type=int, default=20000, help="events per transaction (default 20000)"
     )
 
 

@@ -123,6 +123,13 @@ class FeedPage:
     next: Position
 
 
+class FeedReader(Protocol):
+    """What the projector reads the feed with: ``EventStore.read_feed``, or a reader that
+    leaves out what projections do not read (``store.feed.ProjectionFeed``)."""
+
+    async def read_feed(self, after: Position, limit: int) -> FeedPage: ...
+
+
 class EventStore(Protocol):
     async def append_events(
         self,

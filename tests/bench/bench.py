@@ -24,13 +24,20 @@ from types import FrameType
 
 from tests.bench import profiling, report
 from tests.bench.cancel import CancelTargets, cancels_per_stream
+from tests.bench.freshness import measure as measure_freshness
+from tests.bench.freshness import merge as merge_freshness
 from tests.bench.growth import load_events
 from tests.bench.load import run_pgbench
 from tests.bench.options import parse_arguments
 from tests.bench.postgres import PROFILING, Database, Server, production_settings
 from tests.bench.procs import memory_kib
+from tests.bench.queries import ENDPOINTS, pgbench_script, run_pgbench_select
+from tests.bench.queries import workload as query_workload
+from tests.bench.read_history import STEPS, insert_history
+from tests.bench.rebuild import PROJECTIONS, measure_size
+from tests.bench.rebuild import rebuild as rebuild_projection
 from tests.bench.runs import CREATE, Run, Workload, run_once
-from tests.bench.systems import System, migrate, start_peer, start_service
+from tests.bench.systems import System, migrate, start_peer, start_projector, start_service
 from tests.bench.trees import describe_tree, export_commit
 
 
@@ -53,19 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     print_header(arguments, settings)
     server = Server(settings)
     systems: list[System] = []
+    companions: list[System] = []  # started beside the systems, not loaded: the projector
     databases: list[Database] = []
     try:
-        target = start_systems(arguments, server, systems, databases, workdir)
+        target = start_systems(arguments, server, systems, databases, workdir, companions)
         bench = Bench(arguments, server, systems, target, workdir)
         measure(bench)
         runs = bench.runs
         print_memory(systems)
-        audits_ok = all(run.audit.ok for run in runs)
+        audits_ok = all(run.audit.ok for run in runs) and not bench.failures
+        for failure in bench.failures:
+            print(f"FAILED: {failure}")
         total_ok = check_totals(runs, databases, arguments)
         (workdir / "runs.json").write_text(json.dumps([asdict(run) for run in runs], default=str))
         return 0 if audits_ok and total_ok else 1
     finally:
-        for system in reversed(systems):
+        for system in [*reversed(systems), *companions]:
             system.stop()
         for database in databases:
             database.close()
@@ -86,6 +96,7 @@ class Bench:
     target: dict[str, Database]  # the database each system writes to
     workdir: Path
     runs: list[Run] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # of measurements without a Run
 
     @property
     def names(self) -> list[str]:
@@ -132,15 +143,23 @@ def start_systems(
     systems: list[System],
     databases: list[Database],
     workdir: Path,
+    companions: list[System],
 ) -> dict[str, Database]:
-    """Migrate and start ours (and 'other', and the peer, if asked): appended to
-    ``systems`` and ``databases`` as they start, so that the caller stops what started.
-    Returns the database of each system."""
+    """Migrate and start ours (and 'other', and the peer, if asked; and our projector,
+    in ``companions``): appended to ``systems`` and ``databases`` as they start, so that
+    the caller stops what started. Returns the database of each system."""
     main_database = server.create_database("cqrs_events")
     databases.append(main_database)
     main_database.statements = arguments.profile or arguments.growth
     print(f"migrate: {migrate(main_database.url, arguments.tree)}".replace("\n", "; "))
-    systems.append(start_service("ours", main_database.url, workdir, arguments.tree))
+    if arguments.rebuild:
+        return {"ours": main_database}  # each size has a database of its own, no service
+    ours = start_service("ours", main_database.url, workdir, arguments.tree)
+    systems.append(ours)
+    if arguments.projector or arguments.freshness:
+        projector = start_projector(main_database.url, workdir, arguments.tree)
+        companions.append(projector)
+        ours.workers.append(projector.process.pid)
     target = {"ours": main_database}
     if arguments.compare_tree:
         other_database = server.create_database("cqrs_events_other")
@@ -148,7 +167,19 @@ def start_systems(
         migrate(other_database.url, arguments.compare_tree)
         systems.append(start_service("other", other_database.url, workdir, arguments.compare_tree))
         target["other"] = other_database
-    if arguments.peer and not (arguments.profile or arguments.cancel):
+    if arguments.queries:
+        history = insert_history(main_database.url, arguments.query_events[0])
+        main_database.preloaded_rows += history.events
+        print(f"queries: {history}", flush=True)
+        for projection in PROJECTIONS:
+            print(
+                rebuild_projection(
+                    server, main_database.url, projection, arguments.tree, None
+                ).describe()
+            )
+    if arguments.peer and not (
+        arguments.profile or arguments.cancel or arguments.queries or arguments.freshness
+    ):
         systems.append(start_peer(arguments.peer, main_database.dsn, workdir))
         target["peer"] = main_database
     return target
@@ -156,6 +187,15 @@ def start_systems(
 
 def measure(bench: Bench) -> None:
     arguments = bench.arguments
+    if arguments.rebuild:
+        rebuild(bench)
+        return
+    if arguments.queries:
+        queries(bench)
+        return
+    if arguments.freshness:
+        freshness(bench)
+        return
     levels = arguments.cancel_levels if arguments.cancel else arguments.levels
     bench.warm_up("warmup", max(levels))
     if arguments.profile:
@@ -169,6 +209,9 @@ def measure(bench: Bench) -> None:
         bench.alternate("baseline", arguments.levels)
         print(f"\nbaseline: mean of {arguments.rounds} alternating runs per system and level\n")
         print(report.comparison(bench.runs, bench.names, "baseline"))
+        if arguments.pictures:
+            drawn = report.create_charts(bench.runs, bench.names, "baseline", arguments.pictures)
+            print(f"drawn: {drawn}")
 
 
 def growth(bench: Bench) -> None:
@@ -213,6 +256,69 @@ def cancel(bench: Bench) -> None:
     )
     print(report.cancel(bench.runs, streams))
     print(f"\nrows inserted for the streams: {bench.target['ours'].preloaded_rows:,}")
+
+
+def rebuild(bench: Bench) -> None:
+    """Each size: its history, each projection rebuilt, the SQL reference; a rebuild whose
+    rows differ from the reference fails the benchmark."""
+    arguments = bench.arguments
+    results = []
+    for size in arguments.rebuild_sizes:
+        result = measure_size(bench.server, size, arguments.tree, arguments.rebuild_batch_size)
+        results.append(result)
+        bench.failures += [] if result.ok else [f"rebuild {size:,}: {result.differing_rows}"]
+    print("\nrebuild: events/s per projection, beside SQL alone\n")
+    print(report.rebuilds(results))
+    if arguments.pictures:
+        print(f"drawn: {report.rebuild_chart(results, arguments.pictures / 'rebuild.svg')}")
+
+
+def freshness(bench: Bench) -> None:
+    """A warm-up, then ``--rounds`` runs of ``--duration`` at ``--freshness-rate``; the
+    commands they write are counted as written outside the audited runs."""
+    arguments, ours, database = bench.arguments, bench.systems[0], bench.target["ours"]
+    before = database.scalar("SELECT count(*) FROM events")
+    results = []
+    for round_number in range(arguments.rounds + (1 if arguments.warmup > 0 else 0)):
+        warm = arguments.warmup > 0 and round_number == 0
+        seconds = arguments.warmup if warm else arguments.duration
+        load = os.getloadavg()[0]
+        result = measure_freshness(
+            ours.url, rate=arguments.freshness_rate, seconds=seconds, tag=f"{round_number}"
+        )
+        print(f"{'warm-up ' if warm else ''}{result.describe()}; load {load:.1f}", flush=True)
+        if result.statuses:
+            bench.failures.append(f"freshness: answers {dict(result.statuses)}")
+        if not warm:
+            results.append(result)
+    database.preloaded_rows += database.scalar("SELECT count(*) FROM events") - before
+    merged = merge_freshness(results)
+    print(f"\nfreshness, {len(results)} runs together: {merged.describe()}")
+    if arguments.pictures:
+        print(f"drawn: {report.freshness_chart(merged, arguments.pictures / 'freshness.svg')}")
+
+
+def queries(bench: Bench) -> None:
+    """Each endpoint: a warm-up, then ``--rounds`` runs at each level, then pgbench running
+    its statement as many seconds at the same concurrency."""
+    arguments, ours, database = bench.arguments, bench.systems[0], bench.target["ours"]
+    users = arguments.query_events[0] // STEPS // 2 * 2
+    pgbench: dict[tuple[str, int], float] = {}
+    for endpoint in ENDPOINTS:
+        for level in arguments.query_levels:
+            load = query_workload(endpoint, users, bench.workdir, level)
+            if arguments.warmup > 0:
+                bench.run(f"warm {endpoint}", ours, level, arguments.warmup, load)
+            for _ in range(arguments.rounds):
+                bench.run(endpoint, ours, level, arguments.duration, load)
+            script = pgbench_script(endpoint, users, bench.workdir / "pgbench-query.sql")
+            tps = run_pgbench_select(
+                database.dsn, script, clients=level, seconds=arguments.duration
+            )
+            pgbench[(endpoint, level)] = tps
+            print(f"pgbench {endpoint} c={level}: {tps:,.0f} statements/s", flush=True)
+    print(f"\nqueries: mean of {arguments.rounds} runs per endpoint and level\n")
+    print(report.queries(bench.runs, list(ENDPOINTS), pgbench))
 
 
 def run_cancels(bench: Bench, phase: str, targets: CancelTargets, seconds: float) -> None:

@@ -12,6 +12,8 @@ CHECKPOINT, so that the runs that follow start from a settled table.
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -83,29 +85,57 @@ def load_events(url: str, first: int, count: int) -> LoadTiming:
     if first % 4 or count % 4:
         raise ValueError(f"load whole users: {first} and {count} must be multiples of 4")
     with psycopg.connect(url, autocommit=True) as conn:
-        definitions = conn.execute(_DEFINITIONS).fetchall()
-        conn.execute(b"SET maintenance_work_mem = '1GB'")
-        conn.execute(b"SET max_parallel_maintenance_workers = 2")
         started = time.monotonic()
-        for kind, name, _ in definitions:
-            if kind == "constraint":
-                conn.execute(f'ALTER TABLE events DROP CONSTRAINT "{name}"'.encode())
-            else:
-                conn.execute(f'DROP INDEX "{name}"'.encode())
+        definitions = drop_indexes(conn)
         _insert_in_parallel(url, first, count)
         inserted = time.monotonic()
-        for kind, name, definition in definitions:
-            if kind == "constraint":
-                conn.execute(f'ALTER TABLE events ADD CONSTRAINT "{name}" {definition}'.encode())
-            else:
-                conn.execute(str(definition).encode())
-        if conn.execute(_DEFINITIONS).fetchall() != definitions:
-            raise RuntimeError("the indexes of events did not come back as they were")
+        restore_indexes(conn, definitions)
         indexed = time.monotonic()
-        conn.execute(b"VACUUM ANALYZE events")
-        conn.execute(b"CHECKPOINT")
+        settle(conn)
         done = time.monotonic()
     return LoadTiming(count, inserted - started, indexed - inserted, done - indexed)
+
+
+@contextmanager
+def rebuilt_indexes(conn: psycopg.Connection[tuple[object, ...]]) -> Iterator[None]:
+    """Inserts into ``events`` without its indexes and constraints, then with them rebuilt
+    and the table settled (``drop_indexes``, ``restore_indexes``, ``settle``)."""
+    definitions = drop_indexes(conn)
+    yield
+    restore_indexes(conn, definitions)
+    settle(conn)
+
+
+def drop_indexes(conn: psycopg.Connection[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """Drop the indexes and constraints of ``events``; their definitions, to restore."""
+    definitions = conn.execute(_DEFINITIONS).fetchall()
+    conn.execute(b"SET maintenance_work_mem = '1GB'")
+    conn.execute(b"SET max_parallel_maintenance_workers = 2")
+    for kind, name, _ in definitions:
+        if kind == "constraint":
+            conn.execute(f'ALTER TABLE events DROP CONSTRAINT "{name}"'.encode())
+        else:
+            conn.execute(f'DROP INDEX "{name}"'.encode())
+    return definitions
+
+
+def restore_indexes(
+    conn: psycopg.Connection[tuple[object, ...]], definitions: list[tuple[object, ...]]
+) -> None:
+    """Build again what ``drop_indexes`` dropped, and check that it came back identical."""
+    for kind, name, definition in definitions:
+        if kind == "constraint":
+            conn.execute(f'ALTER TABLE events ADD CONSTRAINT "{name}" {definition}'.encode())
+        else:
+            conn.execute(str(definition).encode())
+    if conn.execute(_DEFINITIONS).fetchall() != definitions:
+        raise RuntimeError("the indexes of events did not come back as they were")
+
+
+def settle(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """VACUUM ANALYZE and CHECKPOINT: the runs that follow start from a settled table."""
+    conn.execute(b"VACUUM ANALYZE events")
+    conn.execute(b"CHECKPOINT")
 
 
 def _insert_in_parallel(url: str, first: int, count: int, sessions: int = 2) -> None:

@@ -38,6 +38,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="an unreported run per system first (default 3; 0: none)",
     )
+    parser.add_argument(
+        "--projector",
+        action="store_true",
+        help="run cqrs-demo project beside our service (its CPU counted as the service's)",
+    )
     parser.add_argument("--tree", type=Path, help="take our service's code from TREE/service")
     parser.add_argument("--commit", metavar="REV", help="... from commit REV (git archive)")
     parser.add_argument(
@@ -55,6 +60,58 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="cancels against streams of --stream-lengths events (tests/bench/cancel.py), "
         "new orders alongside for reference; no peer",
+    )
+    mode.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="rebuild each projection from --rebuild-sizes events (tests/bench/rebuild.py), "
+        "beside the same read models computed in SQL; no service, no peer",
+    )
+    mode.add_argument(
+        "--queries",
+        action="store_true",
+        help="requests/s of each query endpoint at --query-levels, beside pgbench running "
+        "the same SELECT (tests/bench/queries.py); no peer",
+    )
+    mode.add_argument(
+        "--freshness",
+        action="store_true",
+        help="time from a command's 202 to its order visible in the query API, under "
+        "--freshness-rate commands/s, with the projector (tests/bench/freshness.py); no peer",
+    )
+    parser.add_argument(
+        "--freshness-rate",
+        type=float,
+        default=2000.0,
+        metavar="N",
+        help="commands/s of the steady load in --freshness (default 2000)",
+    )
+    parser.add_argument(
+        "--query-events",
+        type=_numbers,
+        default=[1_000_000],
+        metavar="N",
+        help="events of the history the queries read, k and M allowed (default 1M)",
+    )
+    parser.add_argument(
+        "--query-levels",
+        type=_numbers,
+        default=[32],
+        metavar="N,N",
+        help="connections in --queries (default 32)",
+    )
+    parser.add_argument(
+        "--rebuild-sizes",
+        type=_numbers,
+        default=[1_000_000, 10_000_000],
+        metavar="N,N",
+        help="events of the history each --rebuild run rebuilds from (default 1M,10M)",
+    )
+    parser.add_argument(
+        "--rebuild-batch-size",
+        type=int,
+        metavar="N",
+        help="the rebuild's --batch-size (default: the command's own)",
     )
     parser.add_argument(
         "--sizes",
@@ -94,10 +151,20 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--py-spy", metavar="PATH", help="py-spy for --profile")
     parser.add_argument("--native", action="store_true", help="py-spy --native")
+    parser.add_argument(
+        "--pictures",
+        type=Path,
+        metavar="DIR",
+        help="draw the results as SVG files in DIR (docs/performance for the documented runs)",
+    )
     parser.add_argument("--results", type=Path, help="keep logs, wrk output and runs.json here")
     arguments = parser.parse_args(argv)
     if (arguments.compare_tree or arguments.compare_commit) and (
-        arguments.growth or arguments.cancel
+        arguments.growth
+        or arguments.cancel
+        or arguments.rebuild
+        or arguments.queries
+        or arguments.freshness
     ):
         parser.error("--compare-tree/--compare-commit are for the baseline runs only")
     if min(arguments.stream_lengths) < 1:

@@ -2,7 +2,12 @@
 
 import statistics
 from collections.abc import Callable, Mapping, Sequence
+from itertools import pairwise
+from pathlib import Path
 
+from tests.bench import svg
+from tests.bench.freshness import Freshness
+from tests.bench.rebuild import SizeResult
 from tests.bench.runs import Run
 
 Figure = Callable[[Run], float]
@@ -167,6 +172,136 @@ def _per_event(runs: Sequence[Run], streams: Mapping[str, str]) -> str:
         )
         shown.append(f"{label} {slope * scale:+.2f} us")
     return ", ".join(shown)
+
+
+def rebuilds(results: Sequence[SizeResult]) -> str:
+    """Per size and projection: events/s, its CPU per event, and the ratio to SQL alone."""
+    lines = [
+        [
+            "events",
+            "projection",
+            "seconds",
+            "events/s",
+            "rebuild CPU us/event",
+            "PostgreSQL CPU us/event",
+            "SQL alone events/s",
+            "rebuild / SQL",
+            "load avg",
+        ]
+    ]
+    for result in results:
+        events = result.history.events
+        load = f"{result.load[0][0]:.1f} -> {result.load[1][0]:.1f}"
+        for rebuilt in result.rebuilds:
+            lines.append(
+                [
+                    f"{events:,}",
+                    rebuilt.projection,
+                    f"{rebuilt.seconds:.1f}",
+                    f"{rebuilt.rate:,.0f}",
+                    f"{1e6 * rebuilt.cpu['rebuild'] / events:.1f}",
+                    f"{1e6 * rebuilt.cpu['postgres'] / events:.1f}",
+                    f"{result.sql_rate:,.0f}",
+                    f"{rebuilt.rate / result.sql_rate:.2f}x",
+                    load,
+                ]
+            )
+    return _table(lines)
+
+
+def queries(
+    runs: Sequence[Run], endpoints: Sequence[str], pgbench: Mapping[tuple[str, int], float]
+) -> str:
+    """Per endpoint and level: requests/s, latencies, CPU per request, pgbench's rate."""
+    lines = [
+        [
+            "conns",
+            "endpoint",
+            "rps",
+            "p50 ms",
+            "p99 ms",
+            "service CPU ms/req",
+            "PostgreSQL CPU ms/req",
+            "pgbench same SELECT/s",
+            "ours / pgbench",
+        ]
+    ]
+    for (endpoint, level), tps in pgbench.items():
+        mine = [run for run in runs if run.phase == endpoint and run.load.connections == level]
+        if not mine or endpoint not in endpoints:
+            continue
+        rps = mean(mine, lambda run: run.load.rps)
+        lines.append(
+            [
+                str(level),
+                endpoint,
+                f"{rps:,.0f}",
+                f"{mean(mine, lambda run: run.load.p50_ms):.2f}",
+                f"{mean(mine, lambda run: run.load.p99_ms):.2f}",
+                f"{mean(mine, lambda run: 1000 * run.per_request(run.cpu['service'])):.3f}",
+                f"{mean(mine, lambda run: 1000 * run.per_request(run.cpu['postgres'])):.3f}",
+                f"{tps:,.0f}",
+                f"{rps / tps:.2f}x",
+            ]
+        )
+    return _table(lines)
+
+
+def create_charts(runs: Sequence[Run], systems: Sequence[str], phase: str, directory: Path) -> str:
+    """Requests/s and p99 by connections, each system's mean: two SVG files."""
+    chosen = [run for run in runs if run.phase == phase]
+    levels = sorted({run.load.connections for run in chosen})
+    drawn = []
+    for name, figure, unit in (
+        ("rps", lambda run: run.load.rps, "requests/s"),
+        ("p99", lambda run: run.load.p99_ms, "p99 latency, ms"),
+    ):
+        series = {}
+        for system in systems:
+            points = []
+            for level in levels:
+                mine = [r for r in chosen if r.system == system and r.load.connections == level]
+                if mine:
+                    points.append((float(level), mean(mine, figure)))
+            series[system] = points
+        path = directory / f"create-{name}.svg"
+        svg.line_chart(
+            path,
+            f"Create: {unit} by connections",
+            "connections",
+            unit,
+            series,
+            x_categories=[float(level) for level in levels],
+        )
+        drawn.append(str(path))
+    return ", ".join(drawn)
+
+
+def freshness_chart(result: Freshness, path: Path) -> Path:
+    """The share of probes visible within t ms of their 202, against t."""
+    ordered = sorted(result.probes_ms)
+    step = max(1, len(ordered) // 200)
+    points = [(ms, (index + 1) / len(ordered)) for index, ms in enumerate(ordered)][::step]
+    return svg.line_chart(
+        path,
+        f"Freshness at {result.rate:,.0f} commands/s: 202 to visible in the query API",
+        "ms after the 202",
+        "share of probes visible",
+        {f"{len(ordered):,} probes": points},
+    )
+
+
+def rebuild_chart(results: Sequence[SizeResult], path: Path) -> Path:
+    """Events/s over the rebuild's time, between progress lines, per size and projection."""
+    series = {}
+    for result in results:
+        for rebuilt in result.rebuilds:
+            points = rebuilt.progress
+            series[f"{rebuilt.projection}, {result.history.events:,} events"] = [
+                (now, (events - before) / max(now - then, 1e-9))
+                for (then, before), (now, events) in pairwise(points)
+            ]
+    return svg.line_chart(path, "Rebuild: events/s over time", "seconds", "events/s", series)
 
 
 def _table(lines: list[list[str]]) -> str:

@@ -134,6 +134,30 @@ def start_service(name: str, database_url: str, workdir: Path, tree: Path | None
     return system
 
 
+def start_projector(database_url: str, workdir: Path, tree: Path | None) -> System:
+    """``cqrs-demo project`` as its unit runs it (the CQRS_* defaults), logging as under
+    systemd; ready once it holds the lock of every projection (its log says so)."""
+    log = workdir / "projector.log"
+    environ = {**service_environment(tree), "CQRS_DATABASE_URL": database_url}
+    with log.open("wb") as output:
+        stat = os.fstat(output.fileno())
+        environ["JOURNAL_STREAM"] = f"{stat.st_dev}:{stat.st_ino}"
+        process = subprocess.Popen(
+            [CQRS_DEMO, "project"], env=environ, stdout=output, stderr=subprocess.STDOUT
+        )
+    system = System("projector", process, "", log)
+    deadline = time.monotonic() + START_SECONDS
+    try:
+        while system.tail(100_000).count("took the lock") < 2:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the projector did not start:\n{system.tail()}")
+            time.sleep(0.1)
+    except BaseException:
+        system.stop()
+        raise
+    return system
+
+
 def start_peer(command: str, dsn: str, workdir: Path) -> System:
     """The peer from ``command`` (leading NAME=VALUE words go to its environment), with
     ``DSN`` and ``ADDR`` set; ready once it answers HTTP at all."""

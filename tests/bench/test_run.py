@@ -1,9 +1,12 @@
 """The benchmark itself, run for a few seconds, so that it cannot rot unnoticed: one level,
 one short run of our service, the audit of every 202 on (it always is); and the same for
-``--cancel``, with two stream lengths and two wrk threads."""
+``--cancel``, with two stream lengths and two wrk threads; and for the read side's modes
+(``--rebuild``, ``--queries``, ``--freshness``, ``--projector`` and the pictures)."""
 
 import re
 import subprocess
+from pathlib import Path
+from xml.etree import ElementTree
 
 from tests.support import REPO, require_binary
 
@@ -48,3 +51,55 @@ def test_a_short_cancel_run_cancels_open_orders_of_streams_of_each_length() -> N
     row = r"\n\s+2 \| cancel 20 \(1 runs\) \|\s+20\.\.21 \(mean 2[01]\.\d\) \|"
     assert re.search(row, output), output[-4000:]
     assert re.search(r"2 connection\(s\): p50 [+-][\d.]+ us", output), output[-4000:]
+
+
+def test_a_short_rebuild_run_rebuilds_each_projection_as_sql_computes_it(tmp_path: Path) -> None:
+    output = run_benchmark("--rebuild", "--rebuild-sizes=20k", f"--pictures={tmp_path}")
+    rates = re.findall(r"rebuild (\w+): 20,000 events in [\d.]+ s .*: ([\d,]+) events/s", output)
+    assert [name for name, _ in rates] == ["orders", "user_order_summaries"], output[-4000:]
+    differing = "{'orders': 0, 'user_order_summaries': 0, 'user_order_summary_open_orders': 0}"
+    assert f"rows differing from the rebuilt tables: {differing}" in output, output[-4000:]
+    assert re.search(r"20,000 \| +user_order_summaries \| .* \| +[\d.]+x \|", output)
+    assert_svg(tmp_path / "rebuild.svg", "events/s")
+
+
+def test_a_short_query_run_answers_every_request_with_a_200(tmp_path: Path) -> None:
+    output = run_benchmark("--queries", "--query-events=20k", "--query-levels=2", *QUICK)
+    for endpoint in ("order", "user orders", "summary"):
+        row = rf"\n\s+2 \| +{endpoint} \| +[\d,]+ \| .* \| +[\d,]+ \| +[\d.]+x\n"
+        assert re.search(row, output), output[-4000:]
+    assert output.count("audit ok") == 3, output[-4000:]
+
+
+def test_a_short_freshness_run_sees_every_probe_in_the_query_api(tmp_path: Path) -> None:
+    output = run_benchmark("--freshness", "--freshness-rate=200", f"--pictures={tmp_path}", *QUICK)
+    found = re.search(
+        r"runs together: freshness at [\d,]+ commands/s .*: (\d+) probes, 202 -> "
+        r"visible p50 ([\d.]+) ms.*other answers: none",
+        output,
+    )
+    assert found is not None, output[-4000:]
+    assert int(found[1]) > 0
+    assert_svg(tmp_path / "freshness.svg", "share of probes visible")
+
+
+def test_a_short_run_with_the_projector_draws_requests_and_p99_by_connections(
+    tmp_path: Path,
+) -> None:
+    output = run_benchmark(
+        "--levels=1,2", "--pgbench-seconds=0", "--projector", f"--pictures={tmp_path}", *QUICK
+    )
+    assert "audit ok" in output, output[-4000:]
+    assert_svg(tmp_path / "create-rps.svg", "requests/s")
+    assert_svg(tmp_path / "create-p99.svg", "p99 latency, ms")
+
+
+def assert_svg(path: Path, label: str) -> None:
+    """``path`` is an SVG document with ``label`` and at least one line of points."""
+    root = ElementTree.parse(path).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = [element.text for element in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert label in texts, texts
+    lines = list(root.iter("{http://www.w3.org/2000/svg}polyline"))
+    assert lines
+    assert all(line.get("points", "").count(",") >= 1 for line in lines)

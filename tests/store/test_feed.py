@@ -1,10 +1,14 @@
 """The global feed against a real server: order, paging, and no event ever skipped."""
 
+from dataclasses import replace
+
 import psycopg
 import pytest
 
 from cqrs_demo.ports import START, FeedEvent, FeedPage, Position
 from cqrs_demo.store.events import PostgresEventStore
+from cqrs_demo.store.feed import ProjectionFeed
+from cqrs_demo.store.pool import Database
 from tests.store.streams import new_stream, order
 
 pytestmark = pytest.mark.anyio
@@ -81,3 +85,23 @@ async def test_an_event_whose_transaction_commits_last_is_not_skipped(
     after_commit = await read_all(store, while_running.next)
     order_seen = [e.stream for e in after_commit.events if e.stream in (early_stream, later)]
     assert order_seen == [early_stream, later, later]
+
+
+async def test_the_projections_feed_reads_the_same_events_without_their_metadata(
+    database: Database, one_writer_store: PostgresEventStore
+) -> None:
+    store = one_writer_store
+    start = await head(store)
+    stream = new_stream()
+    for _ in range(3):
+        await store.append_events(
+            stream, [order(stream)], expected_version=None, metadata={"command_id": "c-1"}
+        )
+    full = await store.read_feed(start, 10)
+    lean = await ProjectionFeed(database).read_feed(start, 10)
+    assert [event.event.metadata for event in full.events] == [{"command_id": "c-1"}] * 3
+    assert [event.event.metadata for event in lean.events] == [{}] * 3
+    assert lean.next == full.next
+    assert [replace(e, event=replace(e.event, metadata={})) for e in full.events] == list(
+        lean.events
+    )

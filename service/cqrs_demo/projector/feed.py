@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from cqrs_demo.domain.events import decode_event
 from cqrs_demo.domain.orders import EVENT_TYPES, OrderEvent
-from cqrs_demo.ports import EventStore, FeedEvent, Position, ProjectionStop
+from cqrs_demo.ports import FeedEvent, FeedReader, Position, ProjectionStop
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ class DecodedPage:
 class SharedFeed:
     """Pages of ``batch_size`` events, read from ``events`` and shared; see the module."""
 
-    def __init__(self, events: EventStore, *, batch_size: int, keep_pages: int = 16) -> None:
+    def __init__(self, events: FeedReader, *, batch_size: int, keep_pages: int = 16) -> None:
         self._events = events
         self.batch_size = batch_size
         self._keep_pages = keep_pages
@@ -38,7 +38,7 @@ class SharedFeed:
 
     async def page_after(self, position: Position) -> DecodedPage:
         """Up to ``batch_size`` events after ``position``, decoded. Raises what
-        ``EventStore.read_feed`` raises (to every reader waiting for that page)."""
+        ``FeedReader.read_feed`` raises (to every reader waiting for that page)."""
         page = self._pages.get(position)
         if page is None:
             page = asyncio.ensure_future(self._read(position))

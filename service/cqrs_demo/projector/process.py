@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from cqrs_demo.domain.projections import Projection
-from cqrs_demo.projector.runner import Parts, run_projection
+from cqrs_demo.projector.runner import Parts, collect_less, run_projection
 from cqrs_demo.systemd import notify
 
 log = logging.getLogger("cqrs_demo.projector")
@@ -38,6 +38,7 @@ class Projector:
 
 def project(projector: Projector) -> int:
     """Run until SIGTERM or SIGINT (0) or a loop's unexpected end (1)."""
+    collect_less()
     return asyncio.run(_run(projector))
 
 

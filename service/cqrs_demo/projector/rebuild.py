@@ -9,13 +9,14 @@ event, the swap replaces the live tables in one transaction, and the live projec
 from the rebuild's position.
 """
 
+import asyncio
 import time
 from collections.abc import Callable
 
 from cqrs_demo.domain.projections import Projection
 from cqrs_demo.ports import Checkpoint, Rebuild
-from cqrs_demo.projector.feed import SharedFeed
-from cqrs_demo.projector.runner import apply_page
+from cqrs_demo.projector.feed import DecodedPage, SharedFeed
+from cqrs_demo.projector.runner import apply_page, collect_less
 
 
 class RebuildStopped(Exception):
@@ -43,29 +44,50 @@ async def rebuild(
 ) -> Checkpoint:
     """Rebuild ``projection`` (resume the rebuild there is unless ``afresh``) and swap it
     in; the projection's checkpoint after the swap. Raises ``RebuildStopped``, and what the
-    store raises."""
+    store raises. Sets this process's cycle collector as the projector's (``collect_less``)."""
+    collect_less()
     checkpoint = await rebuilding.start(afresh=afresh)
     if checkpoint.state == "stopped":
         await rebuilding.read_models.retry(rebuilding.name)  # this release may read it
         checkpoint = await _checkpoint(rebuilding)
     total = checkpoint.events_applied + await rebuilding.remaining(checkpoint.position)
     started = time.monotonic()
+    reading = _read_after(feed, checkpoint)
     while True:
-        page = await feed.page_after(checkpoint.position)
+        page = await reading
         if not page.events:
             return await rebuilding.swap()
-        after = await apply_page(
-            projection, rebuilding.read_models, rebuilding.name, checkpoint, page
-        )
-        if after is None:
-            raise RuntimeError(f"the checkpoint {rebuilding.name} moved under this rebuild")
-        if after.state == "stopped":
-            if not await rebuilding.skip_as_live():
-                raise RebuildStopped(after)
-            after = await _checkpoint(rebuilding)
-        checkpoint = after
+        # The next page is read (in PostgreSQL, and decoded) while this one is applied.
+        reading = asyncio.ensure_future(feed.page_after(page.events[-1].position))
+        try:
+            checkpoint = await _apply(projection, rebuilding, checkpoint, page)
+        except BaseException:
+            reading.cancel()
+            raise
+        if checkpoint.position != page.events[-1].position:  # stopped, and skipped an event
+            reading.cancel()
+            reading = _read_after(feed, checkpoint)
         total = max(total, checkpoint.events_applied)
         progress(checkpoint.events_applied, total, time.monotonic() - started)
+
+
+def _read_after(feed: SharedFeed, checkpoint: Checkpoint) -> "asyncio.Future[DecodedPage]":
+    return asyncio.ensure_future(feed.page_after(checkpoint.position))
+
+
+async def _apply(
+    projection: Projection, rebuilding: Rebuild, checkpoint: Checkpoint, page: DecodedPage
+) -> Checkpoint:
+    """``apply_page`` on the rebuild's checkpoint; an event it cannot apply is skipped if
+    the live projection skipped it, else raises ``RebuildStopped``."""
+    after = await apply_page(projection, rebuilding.read_models, rebuilding.name, checkpoint, page)
+    if after is None:
+        raise RuntimeError(f"the checkpoint {rebuilding.name} moved under this rebuild")
+    if after.state == "stopped":
+        if not await rebuilding.skip_as_live():
+            raise RebuildStopped(after)
+        after = await _checkpoint(rebuilding)
+    return after
 
 
 async def _checkpoint(rebuilding: Rebuild) -> Checkpoint:

@@ -11,6 +11,7 @@ the loop waits for a wake-up, or ``poll_seconds`` at most.
 """
 
 import asyncio
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -30,6 +31,17 @@ log = logging.getLogger("cqrs_demo.projector")
 
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 10.0
+# The cycle collector's thresholds in a projecting process (Python's defaults: 700, 10, 10).
+COLLECTOR_THRESHOLDS = (50_000, 20, 100)
+
+
+def collect_less() -> None:
+    """Run Python's cycle collector less often in this process. A batch allocates about ten
+    objects per event, nearly none in a cycle (reference counting frees them), and at the
+    defaults the collector ran some 3,000 times per 200,000 events, a full pass over every
+    live object 24 times: a quarter of a rebuild's CPU. Process-wide: for the processes
+    that project (``cqrs-demo project``, ``cqrs-demo projections rebuild``)."""
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
 @dataclass(frozen=True, slots=True)

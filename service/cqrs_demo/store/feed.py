@@ -6,18 +6,35 @@ from cqrs_demo.store.sql import query
 from cqrs_demo.store.streams import recorded_event
 
 
-async def read_feed(database: Database, after: Position, limit: int) -> FeedPage:
-    """See ``PostgresEventStore.read_feed``."""
+async def read_feed(
+    database: Database, after: Position, limit: int, *, metadata: bool = True
+) -> FeedPage:
+    """See ``PostgresEventStore.read_feed``; without ``metadata``, each event's metadata is
+    not read (an empty mapping)."""
     params = {
         "transaction_id": str(after.transaction_id),
         "event_number": after.event_number,
         "limit": limit,
+        "metadata": metadata,
     }
     async with database.connection() as conn:
         cursor = await conn.execute(query("read_feed"), params)
         rows = await cursor.fetchall()
     events = tuple(_feed_event(*row) for row in rows)
     return FeedPage(events, events[-1].position if events else after)
+
+
+class ProjectionFeed:
+    """The feed as projections read it: ``PostgresEventStore.read_feed``'s events, but
+    their metadata is not read (each is an empty mapping): no projection reads it, and
+    sending and decoding it was a fifth of a rebuild's time in Python."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def read_feed(self, after: Position, limit: int) -> FeedPage:
+        """See ``PostgresEventStore.read_feed``, metadata aside."""
+        return await read_feed(self._database, after, limit, metadata=False)
 
 
 def _feed_event(

@@ -6,6 +6,11 @@ The rebuild's checkpoint is ``NAME:rebuild`` (state ``rebuilding``), written wit
 in the same transaction as for the live projection, so an interrupted rebuild resumes where
 it was, or is dropped (tables and checkpoint) cleanly. Its read models are the same
 statements on connections whose ``search_path`` finds ``projection_rebuild`` first.
+
+The rebuilt tables are written without the live tables' secondary indexes (those that back
+no constraint: a rebuild needs only the primary keys it upserts and loads by) and get them
+in one sort each once the feed is read (``index``), before the swap: maintaining a b-tree
+of random keys row by row cost two thirds of the time of writing ``orders``.
 """
 
 import psycopg
@@ -27,6 +32,8 @@ _CREATE = sql.SQL("CREATE TABLE {rebuilt} (LIKE {live} INCLUDING ALL)")
 _DROP = sql.SQL("DROP TABLE IF EXISTS {table}")
 _MOVE = sql.SQL("ALTER TABLE {rebuilt} SET SCHEMA public")
 _RENAME = sql.SQL("ALTER INDEX {index} RENAME TO {name}")
+_DROP_INDEX = sql.SQL("DROP INDEX {index}")
+_CREATE_INDEX = sql.SQL("CREATE INDEX {name} ON {rebuilt} {definition}")
 
 
 class RebuildRefused(Exception):
@@ -71,9 +78,36 @@ class PostgresRebuild:
                     )
                 )
             await conn.execute(query("projection_rebuild_start"), {"projection": self.name})
+            for schema, _, index, _ in await self._indexes(conn, constraints=False):
+                if schema == SCHEMA:
+                    await conn.execute(_DROP_INDEX.format(index=sql.Identifier(SCHEMA, index)))
         checkpoint = await self.read_models.checkpoint_if_any(self.name)
         assert checkpoint is not None
         return checkpoint
+
+    async def index(self) -> int:
+        """Give the rebuilt tables each secondary index of the live ones they lack (a
+        resumed rebuild may have some), named as the live one (in their own schema); how
+        many were built."""
+        async with self._database.connection() as conn:
+            found = await self._indexes(conn, constraints=False)
+            rebuilt = {
+                (table, definition) for schema, table, _, definition in found if schema == SCHEMA
+            }
+            missing = [
+                (table, name, definition)
+                for schema, table, name, definition in found
+                if schema == "public" and (table, definition) not in rebuilt
+            ]
+            for table, name, definition in missing:
+                # The definition is the live index's own, read from the catalog (not input).
+                statement = _CREATE_INDEX.format(
+                    name=sql.Identifier(name),
+                    rebuilt=sql.Identifier(SCHEMA, table),
+                    definition=sql.SQL(definition),
+                )
+                await conn.execute(statement)
+        return len(missing)
 
     async def skip_as_live(self) -> bool:
         """If the rebuild stopped at an event an operator skipped for the projection itself,
@@ -94,11 +128,13 @@ class PostgresRebuild:
         return row[0]
 
     async def swap(self) -> Checkpoint:
-        """In one transaction: wait for the live projector's batch in flight, replace the
-        live tables by the rebuilt ones (their indexes renamed as the live ones were), and
-        set the projection's checkpoint where the rebuild's was, one generation up. The live
-        projector goes on from there. Raises ``RebuildRefused`` when the rebuild is stopped
-        or there is none."""
+        """Build the rebuilt tables' secondary indexes (``index``); then, in one
+        transaction: wait for the live projector's batch in flight, replace the live tables
+        by the rebuilt ones (their indexes renamed as the live ones were), and set the
+        projection's checkpoint where the rebuild's was, one generation up. The live
+        projector goes on from there (with the events written while the indexes were
+        built). Raises ``RebuildRefused`` when the rebuild is stopped or there is none."""
+        await self.index()
         params = {"live": self.projection, "rebuild": self.name}
         async with self._database.connection() as conn, conn.transaction():
             cursor = await conn.execute(query("projection_rebuild_lock"), params)
@@ -135,10 +171,7 @@ class PostgresRebuild:
     async def _index_renames(self, conn: Connection) -> list[tuple[str, str]]:
         """(rebuilt index, live name) for each rebuilt index named otherwise than the live
         index of the same table and definition."""
-        cursor = await conn.execute(
-            query("projection_rebuild_indexes"), {"tables": list(self.tables)}
-        )
-        rows = [tuple(str(value) for value in row) for row in await cursor.fetchall()]
+        rows = await self._indexes(conn, constraints=True)
         live = {
             (table, definition): name
             for schema, table, name, definition in rows
@@ -150,6 +183,18 @@ class PostgresRebuild:
             if schema == SCHEMA and wanted is not None and wanted != name:
                 renames.append((name, wanted))
         return renames
+
+    async def _indexes(
+        self, conn: Connection, *, constraints: bool
+    ) -> list[tuple[str, str, str, str]]:
+        """(schema, table, index, definition) of the live and rebuilt tables' indexes; with
+        those that back a constraint (primary keys) only if ``constraints``."""
+        params = {"tables": list(self.tables), "constraints": constraints}
+        cursor = await conn.execute(query("projection_rebuild_indexes"), params)
+        return [
+            (str(schema), str(table), str(name), str(definition))
+            for schema, table, name, definition in await cursor.fetchall()
+        ]
 
 
 async def open_rebuild(conninfo: str, projection: str) -> tuple[PostgresRebuild, list[Database]]:

@@ -8,8 +8,9 @@
 -- ends later has a larger id than any reader has passed, so none is skipped; a long
 -- transaction holds the feed back until it ends, and never loses an event.
 -- The row comparison walks idx_events_transaction_id_id (transaction_id, id) in order.
+-- The metadata only if %(metadata)s (projections do not read it).
 SELECT e.transaction_id::text, e.id, e.aggregate_id, e.event_id, e.event_type, e.version,
-       e.occurred_on, e.payload::text, e.metadata::text
+       e.occurred_on, e.payload::text, CASE WHEN %(metadata)s THEN e.metadata::text END
 FROM events e
 WHERE (e.transaction_id, e.id) > (%(transaction_id)s::xid8, %(event_number)s)
   AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
