@@ -10,6 +10,9 @@ import hmac
 import secrets
 from collections.abc import Sequence
 
+from starlette.types import Scope
+
+from cqrs_demo.api.body import request_headers
 from cqrs_demo.api.problems import Problem
 
 TOKEN_PREFIX = "cqrs_"  # noqa: S105 - a prefix that makes tokens recognisable, no secret
@@ -52,3 +55,9 @@ class BearerTokens:
                 headers={"WWW-Authenticate": 'Bearer realm="cqrs-demo"'},
             )
         return matched
+
+    def authorize(self, scope: Scope) -> None:
+        """``client`` of the request's ``Authorization`` header, left in ``scope["state"]``
+        for the access log: the check every read makes first (401 ``Problem`` as there)."""
+        authorization = request_headers(scope).get(b"authorization")
+        scope.setdefault("state", {})["client"] = self.client(authorization)

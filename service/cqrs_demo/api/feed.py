@@ -65,9 +65,7 @@ class FeedEndpoint:
         self._poll_seconds = poll_seconds
 
     async def __call__(self, request: Request) -> Response:
-        request.scope.setdefault("state", {})["client"] = self._tokens.client(
-            request.headers.get("authorization", "").encode("latin-1") or None
-        )
+        self._tokens.authorize(request.scope)
         read = feed_query(request.scope["query_string"])
         page = await self._store.read_feed(read.after, read.limit)
         if not page.events and read.wait:

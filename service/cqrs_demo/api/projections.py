@@ -20,9 +20,7 @@ class ProjectionsEndpoint:
         self._tokens = tokens
 
     async def __call__(self, request: Request) -> Response:
-        request.scope.setdefault("state", {})["client"] = self._tokens.client(
-            request.headers.get("authorization", "").encode("latin-1") or None
-        )
+        self._tokens.authorize(request.scope)
         query_parameters(request.scope["query_string"], ())
         statuses = await self._read_models.projections()
         body = {"projections": [status_json(status) for status in statuses]}

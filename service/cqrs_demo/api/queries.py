@@ -112,7 +112,7 @@ class QueryEndpoints:
         self._tokens = tokens
 
     async def order(self, request: Request) -> Response:
-        self._authorize(request)
+        self._tokens.authorize(request.scope)
         order_id = path_identifier(request.scope["raw_path"], _ORDERS_PREFIX, b"", "order_id")
         freshness = _freshness(query_parameters(request.scope["query_string"], _FRESHNESS))
         read = await self._fresh(
@@ -124,7 +124,7 @@ class QueryEndpoints:
         return _answer(_order_json(read.value), read.position)
 
     async def user_orders(self, request: Request) -> Response:
-        self._authorize(request)
+        self._tokens.authorize(request.scope)
         user_id = _user_id(request, b"/orders")
         parameters = query_parameters(request.scope["query_string"], _LISTING)
         listing = _listing(user_id, parameters)
@@ -142,18 +142,13 @@ class QueryEndpoints:
         return response
 
     async def user_summary(self, request: Request) -> Response:
-        self._authorize(request)
+        self._tokens.authorize(request.scope)
         user_id = _user_id(request, b"/summary")
         freshness = _freshness(query_parameters(request.scope["query_string"], _FRESHNESS))
         read = await self._fresh(
             SUMMARIES_PROJECTION, freshness, lambda: self._read_models.user_summary(user_id)
         )
         return _answer(_summary_json(read.value), read.position)
-
-    def _authorize(self, request: Request) -> None:
-        request.scope.setdefault("state", {})["client"] = self._tokens.client(
-            request.headers.get("authorization", "").encode("latin-1") or None
-        )
 
     async def _fresh(
         self, projection: str, freshness: Freshness, read: Callable[[], Awaitable[Projected[T]]]

@@ -47,9 +47,7 @@ class StreamEndpoint:
         self._tokens = tokens
 
     async def __call__(self, request: Request) -> Response:
-        request.scope.setdefault("state", {})["client"] = self._tokens.client(
-            request.headers.get("authorization", "").encode("latin-1") or None
-        )
+        self._tokens.authorize(request.scope)
         read = stream_query(request.scope["raw_path"], request.scope["query_string"])
         request.scope["state"]["aggregate"] = read.aggregate_id
         page = await self._store.read_stream(

@@ -3,7 +3,8 @@
 from datetime import timedelta
 
 from cqrs_demo.domain.errors import IdempotencyKeyReused
-from cqrs_demo.ports import Appended, IdempotencyKey, Position
+from cqrs_demo.ports import Appended, IdempotencyKey
+from cqrs_demo.store.pending import appended_row
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.sql import query
 
@@ -21,10 +22,6 @@ async def recorded_outcome(
     request_hash, stream_version, event_ids, result, transaction_id, event_number = row
     if request_hash != idempotency.request_hash:
         raise IdempotencyKeyReused(idempotency.key)
-    assert isinstance(stream_version, int)
-    assert isinstance(event_ids, list)
-    assert isinstance(result, dict)
-    assert isinstance(transaction_id, str)
-    assert isinstance(event_number, int)
-    position = Position(int(transaction_id), event_number)
-    return Appended(stream_version, tuple(event_ids), result, position, replayed=True)
+    return appended_row(
+        stream_version, event_ids, result, transaction_id, event_number, replayed=True
+    )

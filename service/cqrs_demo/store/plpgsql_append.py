@@ -13,8 +13,8 @@ from cqrs_demo.domain.errors import (
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
 )
-from cqrs_demo.ports import Appended, Position
-from cqrs_demo.store.pending import PendingAppend, encode_json
+from cqrs_demo.ports import Appended
+from cqrs_demo.store.pending import PendingAppend, appended_row, encode_json
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.sql import query
 
@@ -85,14 +85,13 @@ def _outcome(
     key = command.idempotency.key if command.idempotency else ""
     match outcome:
         case "appended" | "replayed":
-            assert isinstance(stream_version, int)
-            assert isinstance(event_ids, list)
-            assert isinstance(result, dict)
-            assert isinstance(transaction_id, str)
-            assert isinstance(event_number, int)
-            position = Position(int(transaction_id), event_number)
-            return Appended(
-                stream_version, tuple(event_ids), result, position, outcome == "replayed"
+            return appended_row(
+                stream_version,
+                event_ids,
+                result,
+                transaction_id,
+                event_number,
+                replayed=outcome == "replayed",
             )
         case "conflict":
             assert isinstance(based_on_version, int)
