@@ -265,3 +265,29 @@ def test_a_bad_cancel_is_a_400_naming_the_field(
     [error] = problem["errors"]
     assert error["field"] == field
     assert error["message"].startswith(message)
+
+
+def test_a_stream_with_an_event_the_domain_cannot_read_is_a_500_naming_it_in_the_log(
+    service: Service, database_url: str
+) -> None:
+    user = fresh_user()
+    with service.client() as client:
+        order_id = place(client, user)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "INSERT INTO events (aggregate_id, event_type, payload, version)"
+            " VALUES (%s, 'OrderShipped', '{}', 2) RETURNING event_id",
+            [user],
+        ).fetchone()
+    assert row is not None
+    with service.client() as client:
+        response = client.post(CANCEL, json={"user_id": user, "order_id": order_id})
+    assert response.status_code == 500
+    problem = response.json()
+    assert problem["detail"] == f"Internal error; quote error id {problem['error_id']}."
+    # The log line with the error id carries the traceback, ending in what was unreadable.
+    service.wait_for_log(
+        rf"internal error {problem['error_id']}[\s\S]*?UnreadableEvent: stored event"
+        rf" {row[0]} \(OrderShipped\) is unreadable: unknown event type"
+    )
+    assert [r[1] for r in stream_rows(database_url, user)] == ["OrderCreated", "OrderShipped"]
