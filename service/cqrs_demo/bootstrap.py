@@ -110,14 +110,16 @@ async def _prune_idempotency_keys(store: PostgresEventStore) -> None:
 
 
 def create_projector(settings: Settings) -> Projector:
-    """The ``cqrs-demo project`` process's parts: a small pool (the feed, the read models),
-    a lock connection per projection, the listening connection. Nothing connects until its
+    """The ``cqrs-demo project`` process's parts: a small pool (the feed, the read models;
+    statements planned with their values, ``Database``'s ``custom_plans``), a lock
+    connection per projection, the listening connection. Nothing connects until its
     ``start``."""
     database = Database(
         settings.conninfo,
         min_size=1,
         max_size=len(PROJECTIONS) + 1,
         timeout=settings.pool_timeout,
+        custom_plans=True,
     )
     parts = Parts(
         feed=SharedFeed(ProjectionFeed(database), batch_size=settings.projector_batch_size),

@@ -10,6 +10,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
+from cqrs_demo.store.sql import query
 
 Connection = AsyncConnection[tuple[object, ...]]
 
@@ -35,9 +36,25 @@ class Database:
     reconnects in the background while connections are lost, and on demand once it has
     given them up (``RECONNECT_GIVE_UP_SECONDS``), so the service recovers by itself, with
     the first request after the server is back.
+
+    ``custom_plans``: the server plans every statement with its values (``plan_cache_mode =
+    force_custom_plan``) instead of keeping a generic plan. For pools whose tables start
+    empty and grow under them (the projector's, a rebuild's read models): a generic plan is
+    made once, at a statement's sixth run on a connection, and kept while it looks no worse
+    than a plan made with the values. Made on an empty table, the read models' loads by a
+    list of keys (``= ANY(...)``) kept a scan of the whole table, so each batch took longer
+    than the one before (see ``docs/performance.md``, "Freshness").
     """
 
-    def __init__(self, conninfo: str, *, min_size: int, max_size: int, timeout: float) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        min_size: int,
+        max_size: int,
+        timeout: float,
+        custom_plans: bool = False,
+    ) -> None:
         self.pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             conninfo,
             min_size=min_size,
@@ -46,6 +63,7 @@ class Database:
             reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
             open=False,
             kwargs={"autocommit": True, "application_name": "cqrs-demo"},
+            configure=_plan_with_values if custom_plans else None,
             name="cqrs-demo",
         )
         self.unreachable = False
@@ -132,6 +150,11 @@ class Database:
             raise StoreUnavailable(f"database unavailable: {type(error).__name__}") from error
         except psycopg.Error as error:
             raise _store_error(error) from error
+
+
+async def _plan_with_values(conn: Connection) -> None:
+    """A new connection's session plans every statement with its values."""
+    await conn.execute(query("plan_with_values"))
 
 
 def _statement_refused(error: psycopg.OperationalError) -> bool:

@@ -200,8 +200,10 @@ class PostgresRebuild:
 async def open_rebuild(conninfo: str, projection: str) -> tuple[PostgresRebuild, list[Database]]:
     """A ``PostgresRebuild`` of ``projection`` on its own small pools, and the pools (to
     close)."""
-    live = Database(conninfo, min_size=1, max_size=2, timeout=10)
-    rebuilt = Database(rebuild_conninfo(conninfo), min_size=1, max_size=2, timeout=10)
+    live = Database(conninfo, min_size=1, max_size=2, timeout=10, custom_plans=True)
+    rebuilt = Database(
+        rebuild_conninfo(conninfo), min_size=1, max_size=2, timeout=10, custom_plans=True
+    )
     await live.open(wait_seconds=10)
     try:
         await rebuilt.open(wait_seconds=10)
