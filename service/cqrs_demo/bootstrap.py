@@ -11,7 +11,7 @@ from functools import partial
 
 from starlette.applications import Starlette
 
-from cqrs_demo.api.app import CommandsFirst, build_app
+from cqrs_demo.api.app import HotPathsFirst, build_app
 from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
 from cqrs_demo.api.feed import never
@@ -40,7 +40,7 @@ START_TIMEOUT_SECONDS = 10.0
 PRUNE_EVERY_SECONDS = 600.0
 
 
-def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> CommandsFirst:
+def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> HotPathsFirst:
     """The application for one worker process. Nothing connects until its lifespan starts:
     then the pool opens (waiting for ``pool_min_size`` connections) and the schema is checked;
     if either fails, start-up fails with a message naming the database. ``stopping`` tells
@@ -111,7 +111,8 @@ async def _prune_idempotency_keys(store: PostgresEventStore) -> None:
 
 def create_projector(settings: Settings) -> Projector:
     """The ``cqrs-demo project`` process's parts: a small pool (the feed, the read models;
-    statements planned with their values, ``Database``'s ``custom_plans``), a lock
+    statements planned with their values and commits that do not wait for the WAL flush,
+    ``Database``'s ``custom_plans`` and ``derived_commits``), a lock
     connection per projection, the listening connection. Nothing connects until its
     ``start``."""
     database = Database(
@@ -120,6 +121,7 @@ def create_projector(settings: Settings) -> Projector:
         max_size=len(PROJECTIONS) + 1,
         timeout=settings.pool_timeout,
         custom_plans=True,
+        derived_commits=True,
     )
     parts = Parts(
         feed=SharedFeed(ProjectionFeed(database), batch_size=settings.projector_batch_size),

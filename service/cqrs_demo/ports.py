@@ -229,19 +229,57 @@ class OrderSummary:
     last_order_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class ProjectionStop:
+    """The event a projection cannot apply, and why: the projection stops before it."""
+
+    event_id: UUID
+    event_type: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a projection stands, for a query waiting on it: the position of its checkpoint,
+    and the event it is stopped at (``None``: it is not stopped). A stopped projection goes
+    no further until an operator skips that event or a release applies it."""
+
+    position: Position
+    stopped_at: ProjectionStop | None = None
+
+
 class ProjectionBehind(Exception):
-    """A query asked for a position the projection had not reached within its wait."""
+    """A query asked for a position the projection had not reached within its wait, or
+    that it cannot reach: it is stopped short of it (``stopped_at``; then answered at once).
+    The message names the stopping event, not the reason (which may quote event data);
+    that is for operators (``GET /api/projections``, ``cqrs-demo projections status``)."""
 
     def __init__(
-        self, projection: str, wanted: Position, reached: Position, *, waited_ms: int
+        self,
+        projection: str,
+        wanted: Position,
+        reached: Position,
+        *,
+        waited_ms: int,
+        stopped_at: ProjectionStop | None = None,
     ) -> None:
-        super().__init__(
-            f"projection {projection!r} is at {reached}, behind the position {wanted} asked"
-            f" for, after waiting {waited_ms} ms"
-        )
+        if stopped_at is None:
+            message = (
+                f"projection {projection!r} is at {reached}, behind the position {wanted}"
+                f" asked for, after waiting {waited_ms} ms"
+            )
+        else:
+            message = (
+                f"projection {projection!r} is stopped at {reached}, behind the position"
+                f" {wanted} asked for: it cannot apply event {stopped_at.event_id}"
+                f" ({stopped_at.event_type}), and goes on once an operator skips that event"
+                " or a release applies it (GET /api/projections says why)"
+            )
+        super().__init__(message)
         self.projection = projection
         self.wanted = wanted
         self.reached = reached
+        self.stopped_at = stopped_at
 
 
 class OrderNotProjected(Exception):
@@ -273,9 +311,9 @@ class OrderQueries(Protocol):
 
     async def wait_for(
         self, projection: str, position: Position, *, wait_seconds: float
-    ) -> Position:
-        """The projection's position once at or past ``position``, or where it was when
-        ``wait_seconds`` passed; see ``PostgresOrderQueries``."""
+    ) -> Standing:
+        """Where the projection stands once at or past ``position``, or stopped short of it,
+        or when ``wait_seconds`` passed; see ``PostgresOrderQueries``."""
 
     async def projections(self) -> "list[ProjectionStatus]":
         """Every projection's status; see ``PostgresOrderQueries``."""
@@ -298,15 +336,6 @@ class Checkpoint:
     failed_event_id: UUID | None = None
     failed_event_type: str | None = None
     generation: int = 0  # one up with each rebuild swapped in
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectionStop:
-    """The event a projection cannot apply, and why: the projection stops before it."""
-
-    event_id: UUID
-    event_type: str
-    error: str
 
 
 class ReadModels(Protocol):

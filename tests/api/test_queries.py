@@ -393,6 +393,46 @@ def test_a_position_never_reached_is_a_503_naming_both_after_wait_ms(
     )
 
 
+def test_a_projection_stopped_short_of_min_position_is_a_503_at_once_naming_its_event(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    reached = project(fresh_database_url, SUMMARIES_PROJECTION)
+    failed = uuid.uuid4()
+    with psycopg.connect(fresh_database_url) as conn:
+        conn.execute(
+            "UPDATE projection_checkpoints SET state = 'stopped', failed_event_id = %s,"
+            " failed_event_type = 'OrderCreated', error = 'quantity: secret-looking 4242'"
+            " WHERE projection = %s",
+            [failed, SUMMARIES_PROJECTION],
+        )
+    wanted = Position(reached.transaction_id + 1000, 1)
+    with running_service(fresh_database_url, tmp_path) as service, service.client() as client:
+        started = time.monotonic()
+        response = client.get(f"{summary_url('u-1')}?wait_ms=10000&min_position={wanted}")
+        waited = time.monotonic() - started
+        earlier = client.get(f"{summary_url('u-1')}?min_position={reached}")
+    assert response.status_code == 503
+    assert waited < 2.0  # at the watch's first poll, not after wait_ms
+    assert response.headers["retry-after"] == "30"
+    assert response.headers["projection-position"] == str(reached)
+    problem = response.json()
+    assert problem["type"] == "urn:cqrs-demo:projection-behind"
+    assert (problem["projection"], problem["wanted_position"], problem["reached_position"]) == (
+        SUMMARIES_PROJECTION,
+        str(wanted),
+        str(reached),
+    )
+    assert problem["stopped_at_event"] == str(failed)
+    assert problem["detail"] == (
+        f"projection 'user_order_summaries' is stopped at {reached}, behind the position"
+        f" {wanted} asked for: it cannot apply event {failed} (OrderCreated), and goes on"
+        " once an operator skips that event or a release applies it"
+        " (GET /api/projections says why)"
+    )
+    assert "4242" not in response.text  # the reason, which may quote event data, is not
+    assert earlier.status_code == 200  # what it has applied is answered as ever
+
+
 def cursor(text: bytes) -> str:
     return base64.urlsafe_b64encode(text).rstrip(b"=").decode()
 

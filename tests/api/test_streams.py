@@ -151,6 +151,8 @@ def test_an_unknown_parameter_is_a_400_naming_it(service: Service, user_of_five:
     ("encoded", "detail"),
     [
         ("a%00b", "aggregate_id must not contain control characters"),
+        ("a%0Ab", "aggregate_id must not contain control characters"),
+        ("%0A", "aggregate_id must not contain control characters"),
         ("u" * 256, "aggregate_id must be at most 255 characters, got 256"),
         ("%20%20", "aggregate_id must not be blank"),
         ("%20alice", "aggregate_id must not start or end with white space"),

@@ -1,6 +1,7 @@
 """The pool after a PostgreSQL restart: no request meets a connection the server closed; a
 statement the server refused is not an outage."""
 
+import psycopg
 import pytest
 
 from cqrs_demo.localdb import LocalPostgres
@@ -40,3 +41,38 @@ async def test_a_deadlock_or_lock_failure_is_a_store_error_not_an_outage(
     async with database.connection() as conn:
         cursor = await conn.execute("SELECT 1")
         assert await cursor.fetchone() == (1,)
+
+
+SETTINGS = "SELECT current_setting('plan_cache_mode'), current_setting('synchronous_commit')"
+
+
+@pytest.mark.parametrize(
+    ("options", "asked"),
+    [
+        ({}, {}),
+        ({"custom_plans": True}, {0: "force_custom_plan"}),
+        ({"derived_commits": True}, {1: "off"}),
+        ({"custom_plans": True, "derived_commits": True}, {0: "force_custom_plan", 1: "off"}),
+    ],
+)
+async def test_each_connection_has_the_session_settings_asked_for_and_no_other(
+    fresh_database_url: str, options: dict[str, bool], asked: dict[int, str]
+) -> None:
+    async with await psycopg.AsyncConnection.connect(fresh_database_url) as plain:
+        # The server's defaults, made unlike what may be asked for (the test server's own
+        # synchronous_commit is off).
+        for setting in ("synchronous_commit = on", "plan_cache_mode = auto"):
+            await plain.execute(
+                f"DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {setting}',"
+                " current_database()); END $$"
+            )
+    expected = tuple(asked.get(index, default) for index, default in enumerate(("auto", "on")))
+    database = Database(fresh_database_url, min_size=2, max_size=2, timeout=5, **options)
+    await database.open(wait_seconds=10)
+    try:
+        for _ in range(3):  # both connections, in turn
+            async with database.connection() as conn:
+                cursor = await conn.execute(SETTINGS)
+                assert await cursor.fetchone() == expected
+    finally:
+        await database.close()

@@ -9,7 +9,7 @@ import pytest
 
 from cqrs_demo.store.errors import StoreError
 from cqrs_demo.store.pool import Database
-from cqrs_demo.store.prepared import PreparedStatement
+from cqrs_demo.store.prepared import PreparedStatement, positional
 
 pytestmark = pytest.mark.anyio
 
@@ -74,3 +74,12 @@ async def test_a_cancelled_wait_closes_the_connection_and_the_pool_replaces_it(
 async def prepared_names(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> list[str]:
     cursor = await conn.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'test%'")
     return [str(row[0]) for row in await cursor.fetchall()]
+
+
+def test_psycopg_placeholders_become_libpqs_and_a_mismatch_is_refused() -> None:
+    sql = b"SELECT %(a)s, %(b)s::int, %(a)s, 'x%%'"
+    assert positional(sql, ["b", "a"]) == b"SELECT $2, $1::int, $2, 'x%'"
+    with pytest.raises(ValueError, match=r"placeholder 'c' is not among \['a'\]"):
+        positional(b"SELECT %(c)s", ["a"])
+    with pytest.raises(ValueError, match=r"no placeholder for \['b'\]"):
+        positional(b"SELECT %(a)s", ["a", "b"])

@@ -22,6 +22,7 @@ from cqrs_demo.api.feed import PATH as FEED_PATH
 from cqrs_demo.api.feed import FeedEndpoint, never
 from cqrs_demo.api.health import healthz, readyz_endpoint
 from cqrs_demo.api.openapi import openapi_document
+from cqrs_demo.api.parameters import register_text
 from cqrs_demo.api.problems import as_problem, problem_response
 from cqrs_demo.api.projections import PATH as PROJECTIONS_PATH
 from cqrs_demo.api.projections import ProjectionsEndpoint
@@ -30,7 +31,6 @@ from cqrs_demo.api.queries import (
     USER_ORDERS_PATH,
     USER_SUMMARY_PATH,
     QueryEndpoints,
-    register_text,
 )
 from cqrs_demo.api.streams import PATH as STREAM_PATH
 from cqrs_demo.api.streams import StreamEndpoint
@@ -49,20 +49,25 @@ def build_app(
     lifespan: Lifespan | None = None,
     stopping: Callable[[], bool] = never,
     read_models: OrderQueries | None = None,
-) -> "CommandsFirst":
+) -> "HotPathsFirst":
     """The API over ``store``: every command of ``COMMANDS``, the stream read, the feed,
     the probes and the OpenAPI document; ``check_ready`` backs ``/readyz``; ``stopping``
     tells when the worker stops (long polls of the feed then answer at once). With
     ``read_models``, the queries too (``api/queries.py``); without, as the command
     benchmarks build it, none."""
+    register_text()
     commands = {spec.path: CommandEndpoint(spec, store, tokens, body) for spec in COMMANDS}
+    queries, query_routes = None, []
+    if read_models is not None:
+        queries = QueryEndpoints(read_models, tokens)
+        query_routes = _query_routes(read_models, queries, tokens)
     read_stream = StreamEndpoint(store, tokens)
     read_feed = FeedEndpoint(store, tokens, stopping=stopping)
     routes = [
         *(Route(path, endpoint, methods=["POST"]) for path, endpoint in commands.items()),
         Route(STREAM_PATH, answering_problems(read_stream.__call__), methods=["GET"]),
         Route(FEED_PATH, answering_problems(read_feed.__call__), methods=["GET"]),
-        *(_query_routes(read_models, tokens) if read_models is not None else ()),
+        *query_routes,
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", answering_problems(readyz_endpoint(check_ready)), methods=["GET"]),
         Route("/openapi.json", _openapi_endpoint(tokens), methods=["GET"]),
@@ -73,52 +78,84 @@ def build_app(
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
     )
-    return CommandsFirst(app, commands)
+    return HotPathsFirst(app, commands, queries)
 
 
-class CommandsFirst:
+class HotPathsFirst:
     """The outermost ASGI app: a POST to a command's path goes straight to its endpoint,
-    which answers every error itself, and is logged here; everything else (other paths
-    and methods, lifespan) goes to the Starlette app, whose routes list the commands too.
+    and a GET of a query's path straight to the query; each answers every error itself (the
+    problem table), and is logged here. Everything else (other paths and methods, lifespan)
+    goes to the Starlette app, whose routes list the commands and the queries too.
 
     Starlette's two error middlewares, its router and the access log's ``send`` wrapper
-    were a fifth of a worker's Python time per command (``docs/performance.md``)."""
+    were a fifth of a worker's Python time per command, and as much per query
+    (``docs/performance.md``)."""
 
-    def __init__(self, app: Starlette, commands: Mapping[str, CommandEndpoint]) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        commands: Mapping[str, CommandEndpoint],
+        queries: QueryEndpoints | None = None,
+    ) -> None:
         self.app = app
         self._commands = dict(commands)
+        self._queries = queries
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self._commands.get(scope["path"])
-            if endpoint is not None:
-                started = time.perf_counter()
-                status = 500
-                try:
-                    status = await endpoint.answer(scope, receive, send)
-                finally:
-                    log_request(scope, status, time.perf_counter() - started)
-                return
+        if scope["type"] == "http":
+            if scope["method"] == "POST":
+                command = self._commands.get(scope["path"])
+                if command is not None:
+                    started = time.perf_counter()
+                    status = 500
+                    try:
+                        status = await command.answer(scope, receive, send)
+                    finally:
+                        log_request(scope, status, time.perf_counter() - started)
+                    return
+            elif scope["method"] == "GET" and self._queries is not None:
+                query = self._queries.endpoint_for(scope["path"])
+                if query is not None:
+                    await _answer_query(query, scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
 
+async def _answer_query(query: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer a GET with ``query`` as its route would, every error a problem; log it."""
+    started = time.perf_counter()
+    scope.setdefault("state", {})
+    status = 500
+    try:
+        response = await answered(query, Request(scope, receive))
+        status = response.status_code
+        await response(scope, receive, send)
+    finally:
+        log_request(scope, status, time.perf_counter() - started)
+
+
 def answering_problems(endpoint: Endpoint) -> Endpoint:
-    """Every error the endpoint raises becomes a problem+json answer (see ``as_problem``)."""
+    """Every error the endpoint raises becomes a problem+json answer (see ``answered``)."""
 
     @wraps(endpoint)
     async def answer(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except Exception as error:
-            return problem_response(as_problem(error))
+        return await answered(endpoint, request)
 
     return answer
 
 
-def _query_routes(read_models: OrderQueries, tokens: BearerTokens) -> list[Route]:
-    queries = QueryEndpoints(read_models, tokens)
+async def answered(endpoint: Endpoint, request: Request) -> Response:
+    """``endpoint``'s answer to ``request``, or the problem its error is (``as_problem``)."""
+    try:
+        return await endpoint(request)
+    except Exception as error:
+        return problem_response(as_problem(error))
+
+
+def _query_routes(
+    read_models: OrderQueries, queries: QueryEndpoints, tokens: BearerTokens
+) -> list[Route]:
     projections = ProjectionsEndpoint(read_models, tokens)
-    register_text()
     return [
         Route(PROJECTIONS_PATH, answering_problems(projections.__call__), methods=["GET"]),
         Route(ORDER_PATH, answering_problems(queries.order), methods=["GET"]),

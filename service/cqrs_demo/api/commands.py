@@ -1,10 +1,10 @@
 """Commands over HTTP: the table of commands, and the one endpoint type that serves them.
 
 A command endpoint is a plain ASGI callable, not a ``Request`` -> ``Response`` function, and
-``app.CommandsFirst`` hands it its POSTs before Starlette's middleware and router: commands
+``app.HotPathsFirst`` hands it its POSTs before Starlette's middleware and router: commands
 are the hot path, and Starlette's request and response objects, header lookups and wrapper
 layers cost more per command than the rest of the endpoint (``docs/performance.md``).
-Errors still answer through the one problem table. The routes, ``CommandsFirst`` and the
+Errors still answer through the one problem table. The routes, ``HotPathsFirst`` and the
 OpenAPI document are all built from ``COMMANDS``.
 """
 

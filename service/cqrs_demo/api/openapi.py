@@ -458,7 +458,8 @@ _FRESHNESS = [
     _query(
         "min_position",
         "Answer only at or past this position (a command's, to read your own write): wait "
-        "for the projection up to wait_ms, then 503 projection-behind.",
+        "for the projection up to wait_ms, then 503 projection-behind (at once if the "
+        "projection is stopped short of it).",
         _POSITION,
     ),
     _query(
@@ -499,9 +500,9 @@ def _query_operation(
             "414": _problem("The URL is longer than the limit (docs/security.md)."),
             "500": _problem("An unexpected error; the answer carries an error id."),
             "503": _problem(
-                "The projection had not reached min_position within wait_ms "
-                "(urn:cqrs-demo:projection-behind, naming both positions), or the store is "
-                "unavailable.",
+                "The projection had not reached min_position within wait_ms, or is stopped "
+                "short of it (urn:cqrs-demo:projection-behind, naming both positions, and "
+                "stopped_at_event, the event it cannot apply), or the store is unavailable.",
                 **{"Retry-After": _RETRY_AFTER, POSITION_HEADER: _POSITION_ANSWER},
             ),
         },

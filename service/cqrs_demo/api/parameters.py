@@ -11,12 +11,33 @@ from decimal import Decimal
 from urllib.parse import unquote_to_bytes
 
 import orjson
+from starlette.convertors import Convertor, register_url_convertor
 
 from cqrs_demo.api.problems import Problem
 from cqrs_demo.domain.fields import FieldRefused, identifier
 from cqrs_demo.domain.text import printable
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+class _AnyText(Convertor[str]):
+    """A path parameter of any characters; its endpoint reads and checks it from the raw
+    path (``path_identifier``)."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+def register_text() -> None:
+    """Make ``{name:text}`` known to Starlette's routes (before they are built): a path
+    parameter of any characters, line breaks too. ``path``'s ``.*`` stops at one, and its
+    route would not match: a 404 instead of the 400 naming the id."""
+    register_url_convertor("text", _AnyText())
 
 
 def bad_parameter(name: str, message: str) -> Problem:

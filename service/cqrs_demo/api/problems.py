@@ -23,6 +23,9 @@ log = logging.getLogger("cqrs_demo.api")
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "2"
+# A query behind its projection: soon; behind a stopped one: it moves once an operator acts.
+RETRY_BEHIND_SECONDS = "1"
+RETRY_STOPPED_SECONDS = "30"
 # The position of the projection a query's answer reflects (api/queries.py).
 POSITION_HEADER = "Projection-Position"
 _TITLES = {
@@ -138,15 +141,18 @@ def as_problem(error: Exception) -> Problem:
                 headers={POSITION_HEADER: str(error.position)},
                 order_id=error.order_id,
             )
-        case ProjectionBehind():
+        case ProjectionBehind(stopped_at=stopped):
+            stopped_members = {} if stopped is None else {"stopped_at_event": str(stopped.event_id)}
+            retry = RETRY_BEHIND_SECONDS if stopped is None else RETRY_STOPPED_SECONDS
             return Problem(
                 503,
                 str(error),
                 problem_type="urn:cqrs-demo:projection-behind",
-                headers={"Retry-After": "1", POSITION_HEADER: str(error.reached)},
+                headers={"Retry-After": retry, POSITION_HEADER: str(error.reached)},
                 projection=error.projection,
                 wanted_position=str(error.wanted),
                 reached_position=str(error.reached),
+                **stopped_members,
             )
         case StoreUnavailable() | SchemaNotCurrent():
             log.error("answering 503: %s", error)

@@ -19,7 +19,6 @@ from typing import TypeVar
 from urllib.parse import quote, urlencode
 
 import orjson
-from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -48,13 +47,14 @@ from cqrs_demo.ports import (
     ProjectionBehind,
 )
 
-# ``text``: any characters, line breaks too (``path``'s ``.*`` stops at one, and the route
-# would not match: a 404 instead of the 400 naming the id). See ``register_text``.
+# ``text``: any characters (``parameters.register_text``).
 ORDER_PATH = "/api/queries/orders/{order_id:text}"
 USER_ORDERS_PATH = "/api/queries/users/{user_id:text}/orders"
 USER_SUMMARY_PATH = "/api/queries/users/{user_id:text}/summary"
 _ORDERS_PREFIX = b"/api/queries/orders/"
 _USERS_PREFIX = b"/api/queries/users/"
+_ORDERS_PATH_PREFIX = _ORDERS_PREFIX.decode()
+_USERS_PATH_PREFIX = _USERS_PREFIX.decode()
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 DEFAULT_WAIT_MS = 2000
@@ -65,24 +65,6 @@ _FRESHNESS = ("min_position", "wait_ms")
 _LISTING = ("status", "limit", "after", *_FRESHNESS)
 
 T = TypeVar("T")
-
-
-class _AnyText(Convertor[str]):
-    """A path parameter of any characters; its endpoint reads and checks it from the raw
-    path (``parameters.path_identifier``)."""
-
-    regex = "(?s:.*)"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-def register_text() -> None:
-    """Make ``{name:text}`` known to Starlette's routes (before they are built)."""
-    register_url_convertor("text", _AnyText())
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +92,20 @@ class QueryEndpoints:
     def __init__(self, read_models: OrderQueries, tokens: BearerTokens) -> None:
         self._read_models = read_models
         self._tokens = tokens
+
+    def endpoint_for(self, path: str) -> Callable[[Request], Awaitable[Response]] | None:
+        """The query that answers a GET of ``path``, as the routes ``ORDER_PATH``,
+        ``USER_ORDERS_PATH`` and ``USER_SUMMARY_PATH`` (in that order) match it; ``None``
+        for any other path. For ``app.HotPathsFirst``, which passes Starlette's router."""
+        if path.startswith(_ORDERS_PATH_PREFIX):
+            return self.order
+        if path.startswith(_USERS_PATH_PREFIX):
+            user_path = path[len(_USERS_PATH_PREFIX) :]
+            if user_path.endswith("/orders"):
+                return self.user_orders
+            if user_path.endswith("/summary"):
+                return self.user_summary
+        return None
 
     async def order(self, request: Request) -> Response:
         self._tokens.authorize(request.scope)
@@ -155,22 +151,26 @@ class QueryEndpoints:
     ) -> Projected[T]:
         """``read()``'s answer, at or past ``freshness.wanted``: read at once, and if the
         projection is behind, wait for it (holding no connection) and read again. Raises
-        ``ProjectionBehind`` when it is still behind after the wait."""
+        ``ProjectionBehind`` when it is still behind after the wait, or at once when it is
+        stopped short of the position."""
         answer = await read()
         wanted = freshness.wanted
         if wanted is None or answer.position >= wanted:
             return answer
         started = time.monotonic()
-        reached = await self._read_models.wait_for(
+        standing = await self._read_models.wait_for(
             projection, wanted, wait_seconds=freshness.wait_ms / 1000
         )
+        reached, stopped_at = standing.position, standing.stopped_at
         if reached >= wanted:
             answer = await read()
             if answer.position >= wanted:
                 return answer
-            reached = answer.position  # gone back since (a rebuild): still behind
+            reached, stopped_at = answer.position, None  # gone back since (a rebuild)
         waited_ms = round((time.monotonic() - started) * 1000)
-        raise ProjectionBehind(projection, wanted, reached, waited_ms=waited_ms)
+        raise ProjectionBehind(
+            projection, wanted, reached, waited_ms=waited_ms, stopped_at=stopped_at
+        )
 
 
 def _user_id(request: Request, suffix: bytes) -> str:

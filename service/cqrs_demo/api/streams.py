@@ -20,7 +20,7 @@ from cqrs_demo.domain.fields import MAX_VERSION
 from cqrs_demo.domain.text import printable
 from cqrs_demo.ports import Direction, EventStore, RecordedEvent, StreamSlice
 
-PATH = "/api/streams/{aggregate_id:path}/events"
+PATH = "/api/streams/{aggregate_id:text}/events"  # parameters.register_text
 _PREFIX = b"/api/streams/"
 _SUFFIX = b"/events"
 DEFAULT_LIMIT = 100

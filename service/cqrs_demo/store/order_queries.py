@@ -4,11 +4,15 @@ Every read is one statement that returns the rows and the projection's checkpoin
 together (``queries/read_*.sql``): one snapshot, so what a query answers is exactly the
 read model at the position it reports. The projector writes rows and checkpoint in one
 transaction (``migrations/0007_read_models.sql``).
+
+The reads are every query's path, so they run on libpq directly (``prepared``), values as
+text, as a command's append does: psycopg's cursor layer cost a query more CPU than the
+server's part of it (``docs/performance.md``).
 """
 
-from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from uuid import UUID
 
 from cqrs_demo.domain.projections import PROJECTIONS
 from cqrs_demo.ports import (
@@ -22,13 +26,31 @@ from cqrs_demo.ports import (
     Position,
     Projected,
     ProjectionStatus,
+    ProjectionStop,
+    Standing,
 )
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.position_watch import PositionWatch
+from cqrs_demo.store.prepared import PreparedStatement, positional
 from cqrs_demo.store.projections import PostgresReadModels
 from cqrs_demo.store.sql import query
 
-Row = tuple[object, ...]
+Row = tuple[bytes | None, ...]
+
+
+def _statement(name: str, *parameters: str) -> PreparedStatement:
+    """``queries/<name>.sql``, its parameters in the order ``run`` takes them."""
+    return PreparedStatement(b"cqrs_" + name.encode(), positional(query(name), parameters))
+
+
+_ORDERS = ORDERS_PROJECTION.encode()
+_SUMMARIES = SUMMARIES_PROJECTION.encode()
+_READ_ORDER = _statement("read_order", "projection", "order_id")
+_READ_USER_SUMMARY = _statement("read_user_summary", "projection", "user_id")
+_LISTING = ("projection", "user_id", "after_placed_at", "after_order_id", "fetch")
+_READ_USER_ORDERS = _statement("read_user_orders", *_LISTING)
+_READ_USER_ORDERS_WITH_STATUS = _statement("read_user_orders_with_status", *_LISTING, "status")
+_PROJECTION_STANDING = _statement("projection_standing", "projection")
 
 
 class PostgresOrderQueries:
@@ -39,14 +61,12 @@ class PostgresOrderQueries:
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._watch = PositionWatch(self.position)
+        self._watch = PositionWatch(self.standing)
 
     async def order(self, order_id: str) -> Projected[OrderView | None]:
         """The order ``order_id`` (``None``: not in the read model) and the position of
         the ``orders`` projection, in one snapshot."""
-        (row,) = await self._rows(
-            "read_order", {"projection": ORDERS_PROJECTION, "order_id": order_id}
-        )
+        (row,) = await self._run(_READ_ORDER, _ORDERS, order_id.encode())
         view = None if row[2] is None else _order_view(row[2:])
         return Projected(view, _position(row))
 
@@ -57,16 +77,17 @@ class PostgresOrderQueries:
         first by (placed_at, order_id), starting after the key ``after`` (``None``: from the
         newest); and the position of the ``orders`` projection, in one snapshot. The page's
         ``next`` is its last order's key when more orders follow."""
-        params = {
-            "projection": ORDERS_PROJECTION,
-            "user_id": user_id,
-            "status": status,
-            "after_placed_at": None if after is None else after.placed_at,
-            "after_order_id": None if after is None else after.order_id,
-            "fetch": limit + 1,
-        }
-        name = "read_user_orders" if status is None else "read_user_orders_with_status"
-        rows = await self._rows(name, params)
+        params = [
+            _ORDERS,
+            user_id.encode(),
+            None if after is None else after.placed_at.isoformat().encode(),
+            None if after is None else after.order_id.encode(),
+            b"%d" % (limit + 1),
+        ]
+        if status is None:
+            rows = await self._run(_READ_USER_ORDERS, *params)
+        else:
+            rows = await self._run(_READ_USER_ORDERS_WITH_STATUS, *params, status.encode())
         orders = tuple(_order_view(row[2:]) for row in rows if row[2] is not None)
         page = orders[:limit]
         following = OrderKey(page[-1].placed_at, page[-1].order_id) if len(orders) > limit else None
@@ -75,69 +96,92 @@ class PostgresOrderQueries:
     async def user_summary(self, user_id: str) -> Projected[OrderSummary]:
         """The summary of ``user_id`` (all zero when the read model has no order of theirs)
         and the position of the ``user_order_summaries`` projection, in one snapshot."""
-        (row,) = await self._rows(
-            "read_user_summary", {"projection": SUMMARIES_PROJECTION, "user_id": user_id}
-        )
+        (row,) = await self._run(_READ_USER_SUMMARY, _SUMMARIES, user_id.encode())
         if row[2] is None:
             summary = OrderSummary(user_id, 0, 0, 0, Decimal(0), None)
         else:
             placed, cancelled, open_orders, open_total, last_order_at = row[2:]
-            assert isinstance(placed, int)
-            assert isinstance(cancelled, int)
-            assert isinstance(open_orders, int)
-            assert isinstance(open_total, Decimal)
-            assert last_order_at is None or isinstance(last_order_at, datetime)
+            assert placed is not None
+            assert cancelled is not None
+            assert open_orders is not None
+            assert open_total is not None
             summary = OrderSummary(
-                user_id, placed, cancelled, open_orders, open_total, last_order_at
+                user_id,
+                int(placed),
+                int(cancelled),
+                int(open_orders),
+                Decimal(open_total.decode()),
+                _timestamp(last_order_at),
             )
         return Projected(summary, _position(row))
 
-    async def position(self, projection: str) -> Position:
-        """The checkpoint of ``projection``: the position of the last event it applied."""
-        rows = await self._rows("projection_position", {"projection": projection})
-        return _position(rows[0]) if rows else START
+    async def standing(self, projection: str) -> Standing:
+        """Where ``projection`` stands: the position of the last event it applied, and the
+        event it is stopped at, if it is."""
+        rows = await self._run(_PROJECTION_STANDING, projection.encode())
+        if not rows:
+            return Standing(START)
+        position = _position(rows[0])
+        event_id, event_type, error = rows[0][2:]
+        if event_id is None:
+            return Standing(position)
+        assert event_type is not None
+        assert error is not None
+        stop = ProjectionStop(UUID(event_id.decode()), event_type.decode(), error.decode())
+        return Standing(position, stop)
 
     async def wait_for(
         self, projection: str, position: Position, *, wait_seconds: float
-    ) -> Position:
-        """The position of ``projection`` once it is at or past ``position``, found within
-        10 to 20 ms of the commit that moved it there; after ``wait_seconds``, the position
-        it was last found at. Holds no connection while it waits (``PositionWatch``)."""
+    ) -> Standing:
+        """Where ``projection`` stands once it is at or past ``position`` (found within 10
+        to 20 ms of the commit that moved it there), or stopped short of it (found as
+        soon); after ``wait_seconds``, where it was last found. Holds no connection while
+        it waits (``PositionWatch``)."""
         return await self._watch.wait_for(projection, position, wait_seconds=wait_seconds)
 
     async def projections(self) -> list[ProjectionStatus]:
         """Each projection's checkpoint and how far behind the feed's head it is."""
         return await PostgresReadModels(self._database).status(list(PROJECTIONS))
 
-    async def _rows(self, name: str, params: Mapping[str, object]) -> list[Row]:
+    async def _run(self, statement: PreparedStatement, *params: bytes | None) -> list[Row]:
         async with self._database.connection() as conn:
-            cursor = await conn.execute(query(name), params)
-            return await cursor.fetchall()
+            return await statement.run(conn, params)
 
 
 def _position(row: Row) -> Position:
-    """The checkpoint in a row's first two columns; ``START`` when they are NULL."""
+    """The checkpoint in a text row's first two columns; ``START`` when they are NULL."""
     transaction_id, event_number = row[0], row[1]
     if transaction_id is None:
         return START
-    assert isinstance(transaction_id, str)
-    assert isinstance(event_number, int)
-    return Position(int(transaction_id), event_number)
+    assert event_number is not None
+    return Position(int(transaction_id), int(event_number))
 
 
 def _order_view(columns: Row) -> OrderView:
     order_id, user_id, product_id, quantity, total_price, status, placed_at, cancelled, reason = (
         columns
     )
-    assert isinstance(order_id, str)
-    assert isinstance(user_id, str)
-    assert isinstance(product_id, str)
-    assert isinstance(quantity, int)
-    assert isinstance(total_price, Decimal)
-    assert isinstance(status, str)
-    assert isinstance(placed_at, datetime)
-    assert cancelled is None or isinstance(cancelled, datetime)
-    assert reason is None or isinstance(reason, str)
+    assert order_id is not None
+    assert user_id is not None
+    assert product_id is not None
+    assert quantity is not None
+    assert total_price is not None
+    assert status is not None
+    placed = _timestamp(placed_at)
+    assert placed is not None
     return OrderView(
-        order_id, user_id, product_id, quantity, total_price, status, placed_at, cancelled, reason
+        order_id.decode(),
+        user_id.decode(),
+        product_id.decode(),
+        int(quantity),
+        Decimal(total_price.decode()),
+        status.decode(),
+        placed,
+        _timestamp(cancelled),
+        None if reason is None else reason.decode(),
     )
+
+
+def _timestamp(text: bytes | None) -> datetime | None:
+    """A timestamp the statement gave as JSON text (ISO 8601, with its offset)."""
+    return None if text is None else datetime.fromisoformat(text.decode())

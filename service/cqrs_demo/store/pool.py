@@ -2,7 +2,7 @@
 
 import select
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import psycopg
@@ -44,6 +44,13 @@ class Database:
     than a plan made with the values. Made on an empty table, the read models' loads by a
     list of keys (``= ANY(...)``) kept a scan of the whole table, so each batch took longer
     than the one before (see ``docs/performance.md``, "Freshness").
+
+    ``derived_commits``: commits return before their WAL is flushed (``synchronous_commit =
+    off``; the WAL writer flushes within a fraction of a second). For pools whose every
+    transaction writes data derived from the events with the position it reflects (a
+    projection's batch and its checkpoint): a crash of the server may lose the last such
+    commits, whole, and the projector applies those events again. Each of them cost a flush
+    the commands' commits then waited behind (``docs/performance.md``).
     """
 
     def __init__(
@@ -54,6 +61,7 @@ class Database:
         max_size: int,
         timeout: float,
         custom_plans: bool = False,
+        derived_commits: bool = False,
     ) -> None:
         self.pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             conninfo,
@@ -63,7 +71,7 @@ class Database:
             reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
             open=False,
             kwargs={"autocommit": True, "application_name": "cqrs-demo"},
-            configure=_plan_with_values if custom_plans else None,
+            configure=_session_settings(custom_plans=custom_plans, derived=derived_commits),
             name="cqrs-demo",
         )
         self.unreachable = False
@@ -152,9 +160,23 @@ class Database:
             raise _store_error(error) from error
 
 
-async def _plan_with_values(conn: Connection) -> None:
-    """A new connection's session plans every statement with its values."""
-    await conn.execute(query("plan_with_values"))
+def _session_settings(
+    *, custom_plans: bool, derived: bool
+) -> Callable[[Connection], Awaitable[None]] | None:
+    """What a new connection runs first: the settings ``Database`` was asked for, if any."""
+    settings = [
+        name
+        for name, wanted in (("plan_with_values", custom_plans), ("commit_without_flush", derived))
+        if wanted
+    ]
+    if not settings:
+        return None
+
+    async def configure(conn: Connection) -> None:
+        for name in settings:
+            await conn.execute(query(name))
+
+    return configure
 
 
 def _statement_refused(error: psycopg.OperationalError) -> bool:

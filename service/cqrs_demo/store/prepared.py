@@ -12,6 +12,7 @@ other. Parameters and results are in text format.
 """
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from cqrs_demo.store.pool import Connection
 Row = tuple[bytes | None, ...]
 
 _UNKNOWN_STATEMENT = b"26000"  # invalid_sql_statement_name: not prepared on this connection
+_PLACEHOLDER = re.compile(rb"%\((\w+)\)s|%%")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +117,26 @@ def _check(results: list[pq.abc.PGresult], conn: Connection) -> None:
         if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
             status = pq.ExecStatus(result.status).name
             raise psycopg.InterfaceError(f"unexpected result: {status}")
+
+
+def positional(sql: bytes, names: Sequence[str]) -> bytes:
+    """``sql`` written for psycopg (``%(name)s`` placeholders, ``%%`` for ``%``) as libpq
+    takes it: each ``%(name)s`` becomes ``$n``, ``n`` the place of ``name`` in ``names``
+    (from 1). Raises ``ValueError`` naming a placeholder not in ``names``, or a name that
+    has no placeholder."""
+    numbers = {name.encode(): b"$%d" % number for number, name in enumerate(names, start=1)}
+    used: set[bytes] = set()
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        name = match.group(1)
+        if name is None:
+            return b"%"
+        if name not in numbers:
+            raise ValueError(f"placeholder {name.decode()!r} is not among {list(names)}")
+        used.add(name)
+        return numbers[name]
+
+    converted = _PLACEHOLDER.sub(replace, sql)
+    if unused := [name for name in names if name.encode() not in used]:
+        raise ValueError(f"no placeholder for {unused}")
+    return converted

@@ -202,7 +202,12 @@ async def open_rebuild(conninfo: str, projection: str) -> tuple[PostgresRebuild,
     close)."""
     live = Database(conninfo, min_size=1, max_size=2, timeout=10, custom_plans=True)
     rebuilt = Database(
-        rebuild_conninfo(conninfo), min_size=1, max_size=2, timeout=10, custom_plans=True
+        rebuild_conninfo(conninfo),
+        min_size=1,
+        max_size=2,
+        timeout=10,
+        custom_plans=True,
+        derived_commits=True,  # the batches; the swap is the live pool's, flushed
     )
     await live.open(wait_seconds=10)
     try:
