@@ -43,7 +43,10 @@ async def test_a_deadlock_or_lock_failure_is_a_store_error_not_an_outage(
         assert await cursor.fetchone() == (1,)
 
 
-SETTINGS = "SELECT current_setting('plan_cache_mode'), current_setting('synchronous_commit')"
+SETTINGS = (
+    "SELECT current_setting('plan_cache_mode'), current_setting('synchronous_commit'),"
+    " current_setting('datestyle')"
+)
 
 
 @pytest.mark.parametrize(
@@ -59,14 +62,15 @@ async def test_each_connection_has_the_session_settings_asked_for_and_no_other(
     fresh_database_url: str, options: dict[str, bool], asked: dict[int, str]
 ) -> None:
     async with await psycopg.AsyncConnection.connect(fresh_database_url) as plain:
-        # The server's defaults, made unlike what may be asked for (the test server's own
-        # synchronous_commit is off).
-        for setting in ("synchronous_commit = on", "plan_cache_mode = auto"):
+        # The database's defaults, made unlike what may be asked for (the test server's own
+        # synchronous_commit is off), and not ISO dates.
+        for setting in ("synchronous_commit = on", "plan_cache_mode = auto", "datestyle = German"):
             await plain.execute(
                 f"DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {setting}',"
                 " current_database()); END $$"
             )
-    expected = tuple(asked.get(index, default) for index, default in enumerate(("auto", "on")))
+    defaults = ("auto", "on", "ISO, DMY")  # ISO dates always: the text reads need them
+    expected = tuple(asked.get(index, default) for index, default in enumerate(defaults))
     database = Database(fresh_database_url, min_size=2, max_size=2, timeout=5, **options)
     await database.open(wait_seconds=10)
     try:

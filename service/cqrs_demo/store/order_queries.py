@@ -183,5 +183,6 @@ def _order_view(columns: Row) -> OrderView:
 
 
 def _timestamp(text: bytes | None) -> datetime | None:
-    """A timestamp the statement gave as JSON text (ISO 8601, with its offset)."""
+    """A timestamp as the session writes it (ISO 8601 with its offset: ``Database`` sets
+    the DateStyle of every connection)."""
     return None if text is None else datetime.fromisoformat(text.decode())

@@ -37,6 +37,9 @@ class Database:
     given them up (``RECONNECT_GIVE_UP_SECONDS``), so the service recovers by itself, with
     the first request after the server is back.
 
+    Every connection writes dates and times as ISO 8601 (``DateStyle``), whatever the
+    server's default: the reads run on libpq directly take timestamps as that text.
+
     ``custom_plans``: the server plans every statement with its values (``plan_cache_mode =
     force_custom_plan``) instead of keeping a generic plan. For pools whose tables start
     empty and grow under them (the projector's, a rebuild's read models): a generic plan is
@@ -162,15 +165,12 @@ class Database:
 
 def _session_settings(
     *, custom_plans: bool, derived: bool
-) -> Callable[[Connection], Awaitable[None]] | None:
-    """What a new connection runs first: the settings ``Database`` was asked for, if any."""
-    settings = [
-        name
-        for name, wanted in (("plan_with_values", custom_plans), ("commit_without_flush", derived))
-        if wanted
-    ]
-    if not settings:
-        return None
+) -> Callable[[Connection], Awaitable[None]]:
+    """What a new connection runs first: dates and times written as ISO 8601 (the reads on
+    libpq take them as text), then the settings ``Database`` was asked for."""
+    settings = ["iso_dates"]
+    settings += ["plan_with_values"] if custom_plans else []
+    settings += ["commit_without_flush"] if derived else []
 
     async def configure(conn: Connection) -> None:
         for name in settings:

@@ -6,8 +6,6 @@
 -- projection never ran.
 -- The row comparison walks orders_by_user_and_status (user_id, status, placed_at DESC,
 -- order_id DESC) from the key down, so a page costs its own rows, however deep in the list.
--- Timestamps as JSON text (ISO 8601 whatever the session's DateStyle): read as text (store/
--- order_queries.py, libpq directly).
 WITH page AS (
     SELECT order_id, user_id, product_id, quantity, total_price, status,
            placed_at, cancelled_at, reason
@@ -18,10 +16,7 @@ WITH page AS (
     ORDER BY placed_at DESC, order_id DESC
     LIMIT %(fetch)s
 )
-SELECT checkpoint.transaction_id::text, checkpoint.event_number,
-       page.order_id, page.user_id, page.product_id, page.quantity, page.total_price,
-       page.status, to_json(page.placed_at) #>> '{}', to_json(page.cancelled_at) #>> '{}',
-       page.reason
+SELECT checkpoint.transaction_id::text, checkpoint.event_number, page.*
 FROM (VALUES (%(projection)s::text)) AS wanted (projection)
 LEFT JOIN projection_checkpoints AS checkpoint USING (projection)
 LEFT JOIN page ON true
