@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from cqrs_demo import __version__
 from cqrs_demo.domain.projections import PROJECTIONS
 from cqrs_demo.localdb import LocalPostgres, LocalPostgresError
 from cqrs_demo.logs import configure_logging
 from cqrs_demo.ports import ProjectionStatus
+from cqrs_demo.release import release_id
 from cqrs_demo.settings import ConfigError, database_conninfo, load_settings
 from cqrs_demo.store.conninfo import describe
 from cqrs_demo.store.errors import MigrationChanged, SchemaNotCurrent, StoreUnavailable
@@ -37,7 +37,7 @@ EXIT_CONFIG = 78
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cqrs-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"cqrs-demo {__version__}")
+    parser.add_argument("--version", action="version", version=f"cqrs-demo {release_id()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the command API (settings from CQRS_* variables)")
     commands.add_parser("migrate", help="apply the schema migrations (idempotent)")

@@ -114,6 +114,21 @@ def test_service_is_active_and_enabled(host: Host) -> None:
     assert host.run("systemctl is-enabled postgresql").strip() == "enabled"
 
 
+def test_the_release_is_shown_by_version_healthz_and_the_journal(
+    appliance: Appliance, host: Host
+) -> None:
+    release = appliance.first_release
+    version = host.run(f"{CURRENT}/venv/bin/cqrs-demo --version").strip()
+    assert version == f"cqrs-demo {release}"
+    health = httpx.get(f"{host.url}/healthz", timeout=10).json()
+    assert health == {"status": "ok", "release": release}
+    for unit, line in (("cqrs-demo", "serving on "), ("cqrs-demo-projector", "projector started")):
+        journal = host.run(f"journalctl -u {unit} -o cat --no-pager")
+        assert re.search(rf"{line}.*, release {re.escape(release)}$", journal, re.M), journal[
+            -2000:
+        ]
+
+
 def test_unit_is_the_repository_file_unchanged(host: Host) -> None:
     installed = host.run("cat /etc/systemd/system/cqrs-demo.service")
     assert installed == (REPO / "systemd/cqrs-demo.service").read_text()
