@@ -12,10 +12,12 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from cqrs_demo.domain.projections import PROJECTIONS
+from cqrs_demo.envfile import read_environment_file
 from cqrs_demo.localdb import LocalPostgres, LocalPostgresError
 from cqrs_demo.logs import configure_logging
 from cqrs_demo.ports import ProjectionStatus
@@ -42,6 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("serve", help="run the command API (settings from CQRS_* variables)")
     commands.add_parser("migrate", help="apply the schema migrations (idempotent)")
     commands.add_parser("check", help="check settings, database and schema; exit 0 or 1")
+    config = commands.add_parser("config", help="check environment files before they are used")
+    config_actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    config_check = config_actions.add_parser(
+        "check",
+        help="check the settings of environment files (later files win) as the service would"
+        " read them, without the database; exit 0, or 78 naming the bad variable",
+    )
+    config_check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     local = commands.add_parser(
         "local", help="run the API and the projector on 127.0.0.1:8080 over a throwaway PostgreSQL"
     )
@@ -115,6 +125,19 @@ def _check(arguments: argparse.Namespace) -> int:
         f"ok: {describe(settings.conninfo)} reachable, schema version {version} "
         f"(this release needs {latest_schema_version()})"
     )
+    return 0
+
+
+def _config(arguments: argparse.Namespace) -> int:
+    environ: dict[str, str] = {}
+    for path in arguments.files:
+        environ.update(read_environment_file(path))
+    names = ", ".join(str(path) for path in arguments.files)
+    try:
+        load_settings(environ)
+    except ConfigError as error:
+        raise ConfigError(f"{names}: {error}") from None
+    print(f"ok: {names}: {len(environ)} variables, every setting valid")
     return 0
 
 
@@ -329,6 +352,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve,
     "migrate": _migrate,
     "check": _check,
+    "config": _config,
     "local": _local,
     "token": _token,
 }
