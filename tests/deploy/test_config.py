@@ -1,16 +1,26 @@
-"""A bad setting given to the playbook fails the play before it reaches the running service.
+"""A bad setting given to the playbook fails the play before it reaches the running service;
+the documented rollback without Ansible swaps the links both ways.
 
-Runs after test_appliance.py, on the hosts it left: the play is expected to fail at the
-check of the new environment file, and to leave everything as it was.
+Runs after test_appliance.py, on the hosts it left, and leaves them as they were: the play
+is expected to fail at the check of the new environment file, and the rollback is done
+twice (back and forward again).
 """
 
 import httpx
 import pytest
 
 from tests.deploy.conftest import Appliance
+from tests.deploy.documented import host_commands, run_documented
 from tests.deploy.hosts import Host
 from tests.deploy.playbooks import PlaybookRun
-from tests.deploy.test_appliance import CURRENT, main_pid, post_order, unique
+from tests.deploy.test_appliance import (
+    CURRENT,
+    PREVIOUS,
+    main_pid,
+    post_order,
+    release_running,
+    unique,
+)
 
 pytestmark = pytest.mark.deploy
 
@@ -83,3 +93,17 @@ def test_a_bad_projector_setting_fails_the_play_and_the_projector_runs_on(
     assert run.failed == 1, run.summary()
     assert "CQRS_PROJECTOR_BATCH_SIZE='0' is invalid" in run.output(), run.summary()
     assert_untouched(host, before[host.name])
+
+
+def test_the_documented_rollback_without_ansible_swaps_current_and_previous(
+    appliance: Appliance, host: Host
+) -> None:
+    recipe = host_commands("Without Ansible, on each API host, swap the two links")
+    was, back = host.run(f"readlink {CURRENT} {PREVIOUS}").split()
+    run_documented(host, recipe)
+    assert host.run(f"readlink {CURRENT} {PREVIOUS}").split() == [back, was]
+    assert release_running(host) == back.rsplit("/", 1)[1]
+    run_documented(host, recipe)  # and forward again
+    assert host.run(f"readlink {CURRENT} {PREVIOUS}").split() == [was, back]
+    assert release_running(host) == was.rsplit("/", 1)[1]
+    assert release_running(host, "cqrs-demo-projector") == was.rsplit("/", 1)[1]
