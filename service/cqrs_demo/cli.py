@@ -1,4 +1,4 @@
-"""The ``cqrs-demo`` command: serve, project, migrate, check, projections, and a local run.
+"""The ``cqrs-demo`` command: serve, project, migrate, check, status, projections, local run.
 
 Exit codes: 0 success; 1 failure (database unreachable, schema behind, a worker died);
 78 (EX_CONFIG) a bad or missing setting, which no restart can fix.
@@ -35,6 +35,7 @@ from cqrs_demo.store.schema import Migrated, check_database, migrate
 from cqrs_demo.store.sql import database_functions, latest_schema_version
 
 EXIT_CONFIG = 78
+STATUS_GROUPS = ("release", "service", "projector", "database", "projections", "backups")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("serve", help="run the command API (settings from CQRS_* variables)")
     commands.add_parser("migrate", help="apply the schema migrations (idempotent)")
     commands.add_parser("check", help="check settings, database and schema; exit 0 or 1")
+    status = commands.add_parser(
+        "status",
+        help="the release, the units and workers, the database, the projections and their lag,"
+        " the last backup, on one screen; exit 1 if anything needs attention",
+    )
+    status.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        choices=STATUS_GROUPS,
+        metavar="PART",
+        help=f"show PART but let it not count for the exit code ({', '.join(STATUS_GROUPS)});"
+        " repeatable",
+    )
     config = commands.add_parser("config", help="check environment files before they are used")
     config_actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
     config_check = config_actions.add_parser(
@@ -126,6 +141,14 @@ def _check(arguments: argparse.Namespace) -> int:
         f"(this release needs {latest_schema_version()})"
     )
     return 0
+
+
+def _status(arguments: argparse.Namespace) -> int:
+    from cqrs_demo.status import gather, render, use_colour
+
+    checks = gather(load_settings(), ignore=arguments.ignore)
+    print(render(checks, colour=use_colour(sys.stdout.isatty())))
+    return 1 if any(check.needs_attention for check in checks) else 0
 
 
 def _config(arguments: argparse.Namespace) -> int:
@@ -353,6 +376,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "migrate": _migrate,
     "check": _check,
     "config": _config,
+    "status": _status,
     "local": _local,
     "token": _token,
 }
