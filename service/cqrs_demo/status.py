@@ -105,8 +105,7 @@ def unit_properties(unit: str) -> dict[str, str]:
         [
             "systemctl",
             "show",
-            "--property=LoadState,ActiveState,SubState,MainPID,NRestarts,"
-            "ActiveEnterTimestamp,ControlGroup",
+            "--property=LoadState,ActiveState,SubState,MainPID,NRestarts,ActiveEnterTimestamp",
             unit,
         ],
         capture_output=True,
@@ -139,26 +138,24 @@ def unit_check(group: str, unit: str, *, workers: int | None) -> Check:
     )
     if workers is None:
         return Check(group, unit, True, detail)
-    found = worker_pids(shown.get("ControlGroup", ""), main_pid)
+    found = worker_pids(main_pid)
     detail += f", {len(found)} of {workers} workers ({' '.join(map(str, found)) or 'none'})"
     return Check(group, unit, len(found) >= workers, detail)
 
 
-def worker_pids(control_group: str, main_pid: int) -> list[int]:
-    """The unit's worker processes: those of its cgroup (but the main one) started by
-    multiprocessing's spawn, as the API's workers are."""
-    try:
-        procs = Path(f"/sys/fs/cgroup{control_group}/cgroup.procs").read_text().split()
-    except OSError:
-        return []
+def worker_pids(main_pid: int, proc: Path = Path("/proc")) -> list[int]:
+    """The main process's children started by multiprocessing's spawn, as the API's
+    workers are (read from ``/proc``: any cgroup layout, no privilege needed)."""
     workers = []
-    for pid in sorted(int(text) for text in procs if int(text) != main_pid):
+    for stat in proc.glob("[0-9]*/stat"):
         try:
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                workers.append(pid)
-        except OSError:
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            parent = int(stat.read_text().rpartition(")")[2].split()[1])
+            if parent == main_pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                workers.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
-    return workers
+    return sorted(workers)
 
 
 # The database and the projections

@@ -15,6 +15,7 @@ import pytest
 
 from cqrs_demo.localdb import LocalPostgres
 from cqrs_demo.release import release_id
+from cqrs_demo.status import worker_pids
 from cqrs_demo.store.sql import latest_schema_version
 from tests.projector.support import running_projector, wait_until_caught_up
 from tests.projector.test_stop_and_skip import insert_event, wait_for_state
@@ -121,3 +122,9 @@ def test_a_schema_behind_the_release_needs_a_migrate(
     )
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT to_regclass('projection_checkpoints')").fetchone() == (None,)
+
+
+def test_the_workers_are_the_spawned_children_of_the_main_process(service: Service) -> None:
+    assert worker_pids(service.process.pid) == sorted(service.worker_pids())
+    assert len(worker_pids(service.process.pid)) == 2
+    assert worker_pids(os.getpid()) == []
