@@ -1,4 +1,4 @@
-"""The ``cqrs-demo`` command: serve, project, migrate, check, projections, and a local run.
+"""The ``cqrs-demo`` command: serve, project, migrate, check, status, projections, local run.
 
 Exit codes: 0 success; 1 failure (database unreachable, schema behind, a worker died);
 78 (EX_CONFIG) a bad or missing setting, which no restart can fix.
@@ -12,14 +12,16 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from cqrs_demo import __version__
 from cqrs_demo.domain.projections import PROJECTIONS
+from cqrs_demo.envfile import read_environment_file
 from cqrs_demo.localdb import LocalPostgres, LocalPostgresError
 from cqrs_demo.logs import configure_logging
 from cqrs_demo.ports import ProjectionStatus
+from cqrs_demo.release import release_id
 from cqrs_demo.settings import ConfigError, database_conninfo, load_settings
 from cqrs_demo.store.conninfo import describe
 from cqrs_demo.store.errors import MigrationChanged, SchemaNotCurrent, StoreUnavailable
@@ -33,15 +35,38 @@ from cqrs_demo.store.schema import Migrated, check_database, migrate
 from cqrs_demo.store.sql import database_functions, latest_schema_version
 
 EXIT_CONFIG = 78
+STATUS_GROUPS = ("release", "service", "projector", "database", "projections", "backups")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cqrs-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"cqrs-demo {__version__}")
+    parser.add_argument("--version", action="version", version=f"cqrs-demo {release_id()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the command API (settings from CQRS_* variables)")
     commands.add_parser("migrate", help="apply the schema migrations (idempotent)")
     commands.add_parser("check", help="check settings, database and schema; exit 0 or 1")
+    status = commands.add_parser(
+        "status",
+        help="the release, the units and workers, the database, the projections and their lag,"
+        " the last backup, on one screen; exit 1 if anything needs attention",
+    )
+    status.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        choices=STATUS_GROUPS,
+        metavar="PART",
+        help=f"show PART but let it not count for the exit code ({', '.join(STATUS_GROUPS)});"
+        " repeatable",
+    )
+    config = commands.add_parser("config", help="check environment files before they are used")
+    config_actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    config_check = config_actions.add_parser(
+        "check",
+        help="check the settings of environment files (later files win) as the service would"
+        " read them, without the database; exit 0, or 78 naming the bad variable",
+    )
+    config_check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     local = commands.add_parser(
         "local", help="run the API and the projector on 127.0.0.1:8080 over a throwaway PostgreSQL"
     )
@@ -115,6 +140,27 @@ def _check(arguments: argparse.Namespace) -> int:
         f"ok: {describe(settings.conninfo)} reachable, schema version {version} "
         f"(this release needs {latest_schema_version()})"
     )
+    return 0
+
+
+def _status(arguments: argparse.Namespace) -> int:
+    from cqrs_demo.status import gather, render, use_colour
+
+    checks = gather(load_settings(), ignore=arguments.ignore)
+    print(render(checks, colour=use_colour(sys.stdout.isatty())))
+    return 1 if any(check.needs_attention for check in checks) else 0
+
+
+def _config(arguments: argparse.Namespace) -> int:
+    environ: dict[str, str] = {}
+    for path in arguments.files:
+        environ.update(read_environment_file(path))
+    names = ", ".join(str(path) for path in arguments.files)
+    try:
+        load_settings(environ)
+    except ConfigError as error:
+        raise ConfigError(f"{names}: {error}") from None
+    print(f"ok: {names}: {len(environ)} variables, every setting valid")
     return 0
 
 
@@ -329,6 +375,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve,
     "migrate": _migrate,
     "check": _check,
+    "config": _config,
+    "status": _status,
     "local": _local,
     "token": _token,
 }

@@ -30,6 +30,7 @@ import uvloop
 from cqrs_demo.bootstrap import create_app
 from cqrs_demo.http_edge import Edge, EdgeLimits, EdgeProtocol
 from cqrs_demo.logs import configure_logging
+from cqrs_demo.release import release_id
 from cqrs_demo.settings import Settings
 from cqrs_demo.systemd import notify
 
@@ -59,9 +60,15 @@ def serve(settings: Settings) -> int:
     try:
         if not _await_ready(workers, ready, stop_requested):
             return 0 if stop_requested() else 1
-        notify(f"READY=1\nSTATUS=serving on {settings.host}:{settings.port}")
+        notify(
+            f"READY=1\nSTATUS=serving on {settings.host}:{settings.port}, release {release_id()}"
+        )
         log.info(
-            "serving on http://%s:%d with %d worker(s)", settings.host, settings.port, len(workers)
+            "serving on http://%s:%d with %d worker(s), release %s",
+            settings.host,
+            settings.port,
+            len(workers),
+            release_id(),
         )
         return _supervise(workers, stop_requested)
     finally:

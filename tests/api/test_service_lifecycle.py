@@ -15,8 +15,9 @@ import psycopg
 import pytest
 
 from cqrs_demo.localdb import LocalPostgres
+from cqrs_demo.release import release_id
 from tests.races import hold_version_one, wait_for_blocked_appends
-from tests.support import CQRS_DEMO, new_database, running_service
+from tests.support import CQRS_DEMO, Service, new_database, running_service
 
 CREATE = "/api/commands/order/create"
 
@@ -238,3 +239,11 @@ def test_under_journald_every_line_starts_with_its_priority(
 def test_cqrs_demo_version() -> None:
     result = subprocess.run([CQRS_DEMO, "--version"], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("cqrs-demo 0.")
+
+
+def test_healthz_and_the_start_line_name_the_release(service: Service) -> None:
+    with service.client() as client:
+        answer = client.get("/healthz")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok", "release": release_id()}
+    service.wait_for_log(rf"serving on http://\S+ with \d+ worker\(s\), release {release_id()}")

@@ -19,6 +19,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from tests.deploy.conftest import Appliance
+from tests.deploy.documented import host_commands
 from tests.deploy.hosts import Host, quote
 from tests.deploy.playbooks import REPO, PlaybookRun
 from tests.races import hold_version_one, wait_for_blocked_appends
@@ -112,6 +113,45 @@ def test_service_is_active_and_enabled(host: Host) -> None:
     assert host.run("systemctl is-enabled cqrs-demo").strip() == "enabled"
     assert host.run("systemctl is-active postgresql").strip() == "active"
     assert host.run("systemctl is-enabled postgresql").strip() == "enabled"
+
+
+def test_the_release_is_shown_by_version_healthz_and_the_journal(
+    appliance: Appliance, host: Host
+) -> None:
+    release = appliance.first_release
+    version = host.run(f"{CURRENT}/venv/bin/cqrs-demo --version").strip()
+    assert version == f"cqrs-demo {release}"
+    health = httpx.get(f"{host.url}/healthz", timeout=10).json()
+    assert health == {"status": "ok", "release": release}
+    for unit, line in (("cqrs-demo", "serving on "), ("cqrs-demo-projector", "projector started")):
+        journal = host.run(f"journalctl -u {unit} -o cat --no-pager")
+        assert re.search(rf"{line}.*, release {re.escape(release)}$", journal, re.M), journal[
+            -2000:
+        ]
+
+
+def test_status_shows_the_release_and_only_the_backups_need_attention(
+    appliance: Appliance, host: Host
+) -> None:
+    # The documented command (docs/operations.md, "One status screen").
+    command = host_commands("## One status screen")[0]
+    screen = host.try_run(command.removeprefix("sudo "))
+    (host.logs / f"status-{host.name}.txt").write_text(screen.stdout + screen.stderr)
+    assert screen.returncode == 1, screen.stdout + screen.stderr
+    lines = screen.stdout.splitlines()
+    assert lines[0] == f"cqrs-demo status, release {appliance.first_release}"
+    assert re.search(rf"^ok +release +{re.escape(appliance.first_release)} ", screen.stdout, re.M)
+    for name in ("cqrs-demo.service", "cqrs-demo-projector.service", "database", "orders"):
+        assert re.search(rf"^ok +{re.escape(name)} ", screen.stdout, re.M), screen.stdout
+    assert re.search(
+        r"^ok +cqrs-demo\.service +active \(running\).*, (\d+) of \1 workers", screen.stdout, re.M
+    )
+    assert lines[-1] == "1 of 7 need attention: backups"
+    ignored = host.try_run(
+        command.removeprefix("sudo ").replace(" status'", " status --ignore backups'")
+    )
+    assert ignored.returncode == 0, ignored.stdout + ignored.stderr
+    assert ignored.stdout.splitlines()[-1] == "nothing needs attention (1 ignored)"
 
 
 def test_unit_is_the_repository_file_unchanged(host: Host) -> None:

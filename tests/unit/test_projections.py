@@ -15,6 +15,7 @@ from cqrs_demo.domain.projections import (
     ORDERS,
     PROJECTIONS,
     USER_ORDER_SUMMARIES,
+    VERIFICATION_PREFIX,
     OpenOrder,
     OrderRow,
     Projection,
@@ -23,6 +24,7 @@ from cqrs_demo.domain.projections import (
     UserSummary,
     fold_batch,
     fold_until,
+    is_verification,
 )
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -211,3 +213,23 @@ def test_event_ids_name_the_event_in_the_refusal() -> None:
         fold_batch(ORDERS, {("order", "o1"): None}, [event])
     assert raised.value.event_id == UUID(int=7)
     assert raised.value.event_type == "OrderCancelled"
+
+
+@pytest.mark.parametrize("projection", PROJECTIONS.values(), ids=list(PROJECTIONS))
+def test_a_verification_stream_changes_no_read_model(projection: Projection) -> None:
+    verify = f"{VERIFICATION_PREFIX}deb13-20261130T043512123456"
+    business: list[OrderEvent] = [created("o1"), created("o2", minute=2), cancelled("o1", minute=3)]
+    # Placed, placed again and cancelled twice: refused on a business stream, passed over here.
+    checks: list[OrderEvent] = [created("v1", verify), created("v1", verify)]
+    checks += [cancelled("v1", verify), cancelled("v1", verify, minute=4)]
+    mixed: list[OrderEvent] = [business[0], *checks[:2], business[1], *checks[2:], business[2]]
+    assert all(projection.keys(event) == () for event in checks)
+    assert run(projection, mixed, batch=2) == run(projection, business, batch=2)
+    assert fold_batch(projection, {}, checks) == {}
+
+
+def test_only_the_reserved_prefix_is_passed_over() -> None:
+    assert is_verification(created("o1", f"{VERIFICATION_PREFIX}x"))
+    for user in ("verify-deb13-20261130", "cqrs-verify", f"x{VERIFICATION_PREFIX}"):
+        assert not is_verification(created("o1", user))
+        assert ORDERS.keys(created("o1", user)) == (("order", "o1"),)

@@ -5,11 +5,15 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from cqrs_demo.release import release_id
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    """``{"status": "ok", "release": <release id>}``: the process answers, and which build it
+    runs (read once per process, so the probe stays as cheap as before)."""
+    return JSONResponse({"status": "ok", "release": release_id()})
 
 
 def readyz_endpoint(check_ready: Callable[[], Awaitable[int]]) -> Endpoint:

@@ -694,11 +694,22 @@ _PROBES: Mapping[str, object] = {
     "/healthz": {
         "get": {
             "operationId": "healthz",
-            "summary": "The process answers",
+            "summary": "The process answers, and which release it runs",
             "responses": {
                 "200": {
                     "description": "Alive",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["status", "release"],
+                                "properties": {
+                                    "status": {"type": "string", "enum": ["ok"]},
+                                    "release": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
                 }
             },
         }

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from cqrs_demo.domain.projections import Projection
 from cqrs_demo.projector.runner import Parts, collect_less, run_projection
+from cqrs_demo.release import release_id
 from cqrs_demo.systemd import notify
 
 log = logging.getLogger("cqrs_demo.projector")
@@ -61,8 +62,8 @@ async def _run(projector: Projector) -> int:
         running = run_projection(projection, projector.parts, wakeups[name], projector.outlived)
         tasks.append(asyncio.create_task(running, name=name))
     names = ", ".join(projector.projections)
-    notify(f"READY=1\nSTATUS=projecting {names}")
-    log.info("projector started: %s (each once it holds its lock)", names)
+    notify(f"READY=1\nSTATUS=projecting {names}, release {release_id()}")
+    log.info("projector started: %s (each once it holds its lock), release %s", names, release_id())
     stopping = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)

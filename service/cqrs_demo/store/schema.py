@@ -133,7 +133,8 @@ async def _applied_checksums(conn: Connection) -> dict[int, str]:
     return {int(str(version)): str(checksum) for version, _, checksum in await cursor.fetchall()}
 
 
-async def _schema_version(conn: Connection) -> int:
+async def schema_version(conn: Connection) -> int:
+    """The schema version recorded in ``schema_migrations`` (0 before the first migration)."""
     try:
         cursor = await conn.execute(query("schema_version"))
     except psycopg.errors.UndefinedTable:
@@ -160,7 +161,7 @@ async def check_schema(database: Database) -> int:
     keeps working after an upgrade is rolled back.
     """
     async with database.connection() as conn:
-        version = await _schema_version(conn)
+        version = await schema_version(conn)
     return _require_current(version)
 
 
@@ -171,5 +172,5 @@ async def check_database(conninfo: str) -> int:
     except psycopg.OperationalError as error:
         raise StoreUnavailable(f"cannot connect to the database: {error}") from error
     async with conn:
-        version = await _schema_version(conn)
+        version = await schema_version(conn)
     return _require_current(version)

@@ -1,0 +1,280 @@
+"""``cqrs-demo status``: the appliance on one screen, one line per thing to look at.
+
+The release the API runs, the two units and the API's workers (systemd), the database
+(reachable, primary or standby, schema version), each projection and its lag, and the last
+backup. Each line is ``ok`` or ``ATTENTION``; the command exits 1 when any line that is not
+ignored needs attention, so a monitoring system can run it as a check of its own.
+
+Nothing here talks to PostgreSQL itself (``store.status`` does) or raises for what it finds:
+a failure to find something out is a line that needs attention, saying why.
+"""
+
+import asyncio
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cqrs_demo.domain.projections import PROJECTIONS
+from cqrs_demo.ports import ProjectionStatus
+from cqrs_demo.release import release_id
+from cqrs_demo.settings import Settings
+from cqrs_demo.store.conninfo import describe
+from cqrs_demo.store.errors import StoreError, StoreUnavailable
+from cqrs_demo.store.sql import latest_schema_version
+from cqrs_demo.store.status import DatabaseStatus, database_status
+
+API_UNIT = "cqrs-demo.service"
+PROJECTOR_UNIT = "cqrs-demo-projector.service"
+LAG_ATTENTION_SECONDS = 60.0  # a projection further behind than this needs attention
+BACKUP_MAX_AGE = timedelta(hours=26)  # a daily backup, with two hours to spare
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the screen: what (``name``, in ``group``), whether it is fine, and why."""
+
+    group: str
+    name: str
+    ok: bool
+    detail: str
+    ignored: bool = False
+
+    @property
+    def needs_attention(self) -> bool:
+        return not self.ok and not self.ignored
+
+
+def gather(settings: Settings, *, ignore: Iterable[str] = ()) -> list[Check]:
+    """Every check, in screen order; those in a group of ``ignore`` are marked ignored."""
+    checks = [
+        release_check(settings),
+        unit_check("service", API_UNIT, workers=settings.workers),
+        unit_check("projector", PROJECTOR_UNIT, workers=None),
+        *database_checks(settings),
+        backups_check(None, now=datetime.now(UTC)),
+    ]
+    skipped = set(ignore)
+    return [replace(check, ignored=check.group in skipped) for check in checks]
+
+
+# The release
+
+
+def release_check(settings: Settings, timeout: float = 3.0) -> Check:
+    """The release the API answers ``/healthz`` with, against the one installed (this
+    command's): different means a restart is pending or failed."""
+    # An API listening on every address is asked over the loopback.
+    loopback = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
+    host = loopback.get(settings.host, settings.host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}/healthz"
+    installed = release_id()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            running = str(json.loads(answer.read())["release"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return Check("release", "release", False, f"no answer from {url}: {_reason(error)}")
+    if running != installed:
+        return Check(
+            "release",
+            "release",
+            False,
+            f"the API runs {running}, {installed} is installed: restart it"
+            " (sudo systemctl restart cqrs-demo cqrs-demo-projector)",
+        )
+    return Check("release", "release", True, f"{running} (the API's /healthz, as installed)")
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError):
+        return str(error.reason)
+    return str(error) or type(error).__name__
+
+
+# The units
+
+
+def unit_properties(unit: str) -> dict[str, str]:
+    """``systemctl show`` of ``unit``; raises ``OSError`` without systemctl."""
+    shown = subprocess.run(
+        [
+            "systemctl",
+            "show",
+            "--property=LoadState,ActiveState,SubState,MainPID,NRestarts,ActiveEnterTimestamp",
+            unit,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    if shown.returncode != 0:
+        reason = " ".join(shown.stderr.split()) or f"exit {shown.returncode}"
+        raise OSError(f"systemctl show {unit}: {reason}")
+    return dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
+
+
+def unit_check(group: str, unit: str, *, workers: int | None) -> Check:
+    """``unit`` is active, with ``workers`` worker processes besides its main one (when not
+    ``None``)."""
+    try:
+        shown = unit_properties(unit)
+    except (OSError, subprocess.SubprocessError) as error:
+        return Check(group, unit, False, f"cannot ask systemd: {error}")
+    if shown.get("LoadState") != "loaded":
+        return Check(group, unit, False, f"not installed here (LoadState={shown.get('LoadState')})")
+    state = f"{shown.get('ActiveState')} ({shown.get('SubState')})"
+    if shown.get("ActiveState") != "active":
+        return Check(group, unit, False, f"{state}: journalctl -u {unit} -n 50")
+    main_pid = int(shown.get("MainPID") or 0)
+    detail = (
+        f"{state} since {shown.get('ActiveEnterTimestamp') or '?'}, main pid {main_pid},"
+        f" {shown.get('NRestarts', '?')} restarts"
+    )
+    if workers is None:
+        return Check(group, unit, True, detail)
+    found = worker_pids(main_pid)
+    detail += f", {len(found)} of {workers} workers ({' '.join(map(str, found)) or 'none'})"
+    return Check(group, unit, len(found) >= workers, detail)
+
+
+def worker_pids(main_pid: int, proc: Path = Path("/proc")) -> list[int]:
+    """The main process's children started by multiprocessing's spawn, as the API's
+    workers are (read from ``/proc``: any cgroup layout, no privilege needed)."""
+    workers = []
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            parent = int(stat.read_text().rpartition(")")[2].split()[1])
+            if parent == main_pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                workers.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return sorted(workers)
+
+
+# The database and the projections
+
+
+def database_checks(settings: Settings) -> list[Check]:
+    """The database line and one line per projection (a rebuild's too, while there is one)."""
+    where = describe(settings.conninfo)
+    names = sorted([*PROJECTIONS, *(f"{name}:rebuild" for name in PROJECTIONS)])
+    try:
+        found = asyncio.run(database_status(settings.conninfo, names))
+    except StoreUnavailable as error:
+        return [
+            Check("database", "database", False, f"{where} unreachable: {error}"),
+            Check("projections", "projections", False, "unknown: the database is unreachable"),
+        ]
+    except StoreError as error:
+        return [Check("database", "database", False, f"{where}: {error}")]
+    return [database_line(where, found), *map(projection_check, found.projections)]
+
+
+def database_line(where: str, found: DatabaseStatus) -> Check:
+    needed = latest_schema_version()
+    role = "standby (in recovery): it takes no commands" if found.standby else "primary"
+    detail = (
+        f"{where} reachable, {role}, PostgreSQL {found.server_version},"
+        f" schema version {found.schema_version} (this release needs {needed})"
+    )
+    ok = not found.standby and found.schema_version >= needed
+    return Check("database", "database", ok, detail if ok else f"{detail}: cqrs-demo migrate")
+
+
+def projection_check(status: ProjectionStatus) -> Check:
+    """A projection is fine while it runs (or rebuilds) at most a minute behind."""
+    checkpoint = status.checkpoint
+    detail = (
+        f"{checkpoint.state} at {checkpoint.position}, {status.events_behind} events"
+        f" ({status.seconds_behind:.1f} s) behind, {checkpoint.events_applied} applied"
+    )
+    if checkpoint.state == "stopped":
+        detail += (
+            f"; stopped at event {checkpoint.failed_event_id} ({checkpoint.failed_event_type}):"
+            f" {checkpoint.error} (cqrs-demo projections status)"
+        )
+        return Check("projections", status.projection, False, detail)
+    return Check(
+        "projections",
+        status.projection,
+        status.seconds_behind <= LAG_ATTENTION_SECONDS,
+        detail,
+    )
+
+
+# Backups
+
+
+@dataclass(frozen=True, slots=True)
+class LastBackup:
+    """The newest complete backup a backup tool reports: when it finished, and what it is."""
+
+    finished: datetime
+    description: str
+
+
+def backups_check(last: LastBackup | None, *, now: datetime, configured: bool = False) -> Check:
+    """Backups need attention until one is configured and its newest is younger than
+    ``BACKUP_MAX_AGE``. The appliance sets up none yet: its callers pass ``configured=False``;
+    the backup work passes what its tool (pgBackRest's ``info``) reports."""
+    if not configured:
+        return Check(
+            "backups",
+            "backups",
+            False,
+            "none configured (docs/operations.md, Backup and restore)",
+        )
+    if last is None:
+        return Check("backups", "backups", False, "configured, but none made yet")
+    age = now - last.finished
+    detail = f"last {last.description} finished {last.finished:%Y-%m-%d %H:%M} UTC, {_age(age)} ago"
+    return Check("backups", "backups", age <= BACKUP_MAX_AGE, detail)
+
+
+def _age(age: timedelta) -> str:
+    hours = age.total_seconds() / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+# The screen
+
+_GREEN, _RED, _DIM, _RESET = "\x1b[32m", "\x1b[1;31m", "\x1b[2m", "\x1b[0m"
+
+
+def use_colour(stream_is_terminal: bool, environ: dict[str, str] | None = None) -> bool:
+    """Colour on a terminal, unless ``NO_COLOR`` is set or ``TERM`` is ``dumb``."""
+    environ = dict(os.environ) if environ is None else environ
+    return stream_is_terminal and "NO_COLOR" not in environ and environ.get("TERM") != "dumb"
+
+
+def render(checks: Sequence[Check], *, colour: bool) -> str:
+    """The screen: a line per check, then what needs attention (or that nothing does)."""
+    width = max(len(check.name) for check in checks)
+    lines = [f"cqrs-demo status, release {release_id()}"]
+    for check in checks:
+        mark, tint = (
+            ("ignored", _DIM)
+            if check.ignored
+            else ("ok", _GREEN)
+            if check.ok
+            else ("ATTENTION", _RED)
+        )
+        label = f"{mark:9}"
+        if colour:
+            label = f"{tint}{label}{_RESET}"
+        lines.append(f"{label} {check.name:{width}}  {check.detail}")
+    attention = [check.name for check in checks if check.needs_attention]
+    ignored = sum(check.ignored for check in checks)
+    lines.append(
+        f"{len(attention)} of {len(checks)} need attention: {', '.join(attention)}"
+        if attention
+        else "nothing needs attention" + (f" ({ignored} ignored)" if ignored else "")
+    )
+    return "\n".join(lines)
