@@ -119,7 +119,9 @@ async def _prune_idempotency_keys(store: PostgresEventStore) -> None:
 
 async def _publish_metrics(database: Database) -> None:
     """Count this worker's requests (``TALLY``) and move the counts into the metrics every
-    ``PUBLISH_EVERY_SECONDS``, and once more when cancelled (the drained requests' too)."""
+    ``PUBLISH_EVERY_SECONDS``, and once more when cancelled (the drained requests' too).
+    The seconds since the last move count as unreachable when the store is still known
+    unreachable after one try for a connection (``_reach``)."""
     from cqrs_demo.metrics.export import ApiMetrics  # prometheus_client: only when on
 
     metrics = ApiMetrics()
@@ -128,12 +130,23 @@ async def _publish_metrics(database: Database) -> None:
     try:
         while True:
             await asyncio.sleep(PUBLISH_EVERY_SECONDS)
+            if database.unreachable:
+                await _reach(database)
             now = time.monotonic()
             unreachable = now - last if database.unreachable else 0.0
             metrics.publish(TALLY.take(), database.pool.get_stats(), unreachable)
             last = now
     finally:
         metrics.publish(TALLY.take(), database.pool.get_stats(), 0.0)
+
+
+async def _reach(database: Database) -> None:
+    """Try for a connection (``UNREACHABLE_WAIT_SECONDS`` at most): a worker that found the
+    store unreachable learns it is back without waiting for a request, so an idle worker
+    does not count the seconds after an outage as unreachable."""
+    with contextlib.suppress(StoreUnavailable, StoreError):
+        async with database.connection():
+            pass
 
 
 def create_projector(settings: Settings) -> Projector:
