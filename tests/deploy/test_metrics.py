@@ -92,8 +92,15 @@ def test_prometheus_sees_every_endpoint_up_and_the_commands_counter_rise(
     before = created_so_far(host)
     status, body = post_order(host, unique("prometheus"))
     assert status == 202, body
-    after = wait_for(lambda: created_so_far(host) > before and created_so_far(host), "a rise")
+
+    def risen() -> float | None:
+        now = created_so_far(host)
+        return now if now > before else None
+
+    after = wait_for(risen, f"the creates counted above {before}")
     assert after == before + 1
+    urls = [target["scrapeUrl"] for target in targets]
+    print(f"{host.name}: targets {urls} up; {CREATED}: {before} -> {after}")
     applied = ask(host, "query", query="cqrs_projection_events_applied")["result"]
     assert {sample["metric"]["projection"] for sample in applied} == {
         "orders",
