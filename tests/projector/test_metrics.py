@@ -1,6 +1,7 @@
 """The projector's metrics endpoint (``CQRS_PROJECTOR_METRICS_PORT``): each projection's
 position, events applied, lag and state, read from the database at each scrape."""
 
+import socket
 import time
 from pathlib import Path
 
@@ -71,3 +72,19 @@ def test_the_projector_exposes_each_projections_position_and_lag(
         assert stopped.value("cqrs_projection_events_behind", projection=name) == 2
         assert stopped.value("cqrs_projection_seconds_behind", projection=name) >= 0.5
         assert stopped.value("cqrs_projection_events_applied", projection=name) == 3
+
+
+def test_a_metrics_port_in_use_stops_the_projector_with_a_clear_message(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with running_projector(
+            fresh_database_url, tmp_path, CQRS_PROJECTOR_METRICS_PORT=str(port)
+        ) as projector:
+            assert projector.process.wait(20) == 1
+            log = projector.log()
+    assert f"cannot listen for metrics on 127.0.0.1:{port}: Address already in use" in log
+    assert "Traceback" not in log
