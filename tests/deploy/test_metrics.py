@@ -74,7 +74,9 @@ def test_prometheus_sees_every_endpoint_up_and_the_commands_counter_rise(
     prometheus: dict[str, PlaybookRun], host: Host
 ) -> None:
     run = prometheus[host.name]
-    assert run.succeeded, run.summary()
+    if not run.succeeded:
+        journal = host.try_run("journalctl --no-pager -o short-iso -u prometheus -n 60")
+        raise AssertionError(f"{run.summary()}\njournalctl -u prometheus:\n{journal.stdout}")
 
     def targets_up() -> list[dict[str, Any]] | None:
         active = ask(host, "targets")["activeTargets"]
