@@ -126,6 +126,7 @@ async def _publish_metrics(database: Database) -> None:
 
     metrics = ApiMetrics()
     TALLY.on = True
+    metrics.publish(TALLY.take(), database.pool.get_stats(), 0.0)  # the pool's, at once
     last = time.monotonic()
     try:
         while True:
