@@ -63,18 +63,14 @@ def test_both_endpoints_answer_on_loopback_and_prometheus_is_off_by_default(host
     listening = host.run("ss -H -ltn")
     assert f"127.0.0.1:{host.metrics_port} " in listening
     assert f"127.0.0.1:{host.projector_metrics_port} " in listening
-    # The service may have been restarted by the test before: its workers publish their
+
+    def pools_published() -> Scrape | None:
+        scrape = Scrape(f"http://127.0.0.1:{host.metrics_port}/metrics")
+        return scrape if scrape.value("cqrs_pool_connections") > 0 else None
+
+    # A test before may have restarted the service just now: its workers publish their
     # pools' sizes as they start.
-    api = wait_for(
-        lambda: (
-            (scrape := Scrape(f"http://127.0.0.1:{host.metrics_port}/metrics")).value(
-                "cqrs_pool_connections"
-            )
-            and scrape
-        ),
-        "the pools' connections published",
-    )
-    assert api.value("cqrs_pool_connections") > 0
+    wait_for(pools_published, "the pools' connections published")
     projector = Scrape(f"http://127.0.0.1:{host.projector_metrics_port}/metrics")
     assert projector.value("cqrs_projector_status_read") == 1
     assert host.try_run("dpkg-query -W prometheus").returncode != 0  # not installed
