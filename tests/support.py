@@ -204,3 +204,31 @@ def raw_exchange(url: str, request: bytes, timeout: float = 10) -> tuple[bytes, 
                 break
             body += chunk
     return head + b"\r\n\r\n" + body, waited
+
+
+class Scrape:
+    """One scrape of a Prometheus endpoint, parsed by prometheus_client's own parser."""
+
+    def __init__(self, url: str) -> None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        answer = httpx.get(url, timeout=10)
+        assert answer.status_code == 200, answer.text
+        self.text = answer.text
+        self.samples = [
+            sample
+            for family in text_string_to_metric_families(self.text)
+            for sample in family.samples
+        ]
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of the samples named ``name`` whose labels include ``labels`` (0 if none)."""
+        return sum(
+            sample.value
+            for sample in self.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
+
+    def labels(self, name: str, label: str) -> set[str]:
+        """Every value of ``label`` among the samples named ``name``."""
+        return {s.labels[label] for s in self.samples if s.name == name and label in s.labels}

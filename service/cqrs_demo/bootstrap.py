@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -16,6 +17,7 @@ from cqrs_demo.api.auth import BearerTokens
 from cqrs_demo.api.body import BodyRules
 from cqrs_demo.api.feed import never
 from cqrs_demo.domain.projections import PROJECTIONS
+from cqrs_demo.metrics.tally import TALLY
 from cqrs_demo.ports import Checkpoint
 from cqrs_demo.projector.feed import SharedFeed
 from cqrs_demo.projector.process import Projector
@@ -38,6 +40,7 @@ log = logging.getLogger("cqrs_demo")
 
 START_TIMEOUT_SECONDS = 10.0
 PRUNE_EVERY_SECONDS = 600.0
+PUBLISH_EVERY_SECONDS = 1.0
 
 
 def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> HotPathsFirst:
@@ -66,7 +69,7 @@ def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> H
         except StoreUnavailable as error:
             where = describe(settings.conninfo)
             raise StoreUnavailable(f"cannot connect to the database {where}: {error}") from None
-        pruning = None
+        pruning = publishing = None
         try:
             version = await check_schema(database)
             log.info(
@@ -77,12 +80,15 @@ def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> H
                 ", bearer tokens required" if settings.tokens else "",
             )
             pruning = asyncio.create_task(_prune_idempotency_keys(store))
+            if settings.metrics_port is not None:
+                publishing = asyncio.create_task(_publish_metrics(database))
             yield
         finally:
-            if pruning is not None:
-                pruning.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pruning
+            for task in (pruning, publishing):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await database.close()
 
     return build_app(
@@ -107,6 +113,41 @@ async def _prune_idempotency_keys(store: PostgresEventStore) -> None:
         else:
             if removed:
                 log.info("pruned %d expired idempotency keys", removed)
+            if TALLY.on:
+                TALLY.pruned(removed)
+
+
+async def _publish_metrics(database: Database) -> None:
+    """Count this worker's requests (``TALLY``) and move the counts into the metrics every
+    ``PUBLISH_EVERY_SECONDS``, and once more when cancelled (the drained requests' too).
+    The seconds since the last move count as unreachable when the store is still known
+    unreachable after one try for a connection (``_reach``)."""
+    from cqrs_demo.metrics.export import ApiMetrics  # prometheus_client: only when on
+
+    metrics = ApiMetrics()
+    TALLY.on = True
+    metrics.publish(TALLY.take(), database.pool.get_stats(), 0.0)  # the pool's, at once
+    last = time.monotonic()
+    try:
+        while True:
+            await asyncio.sleep(PUBLISH_EVERY_SECONDS)
+            if database.unreachable:
+                await _reach(database)
+            now = time.monotonic()
+            unreachable = now - last if database.unreachable else 0.0
+            metrics.publish(TALLY.take(), database.pool.get_stats(), unreachable)
+            last = now
+    finally:
+        metrics.publish(TALLY.take(), database.pool.get_stats(), 0.0)
+
+
+async def _reach(database: Database) -> None:
+    """Try for a connection (``UNREACHABLE_WAIT_SECONDS`` at most): a worker that found the
+    store unreachable learns it is back without waiting for a request, so an idle worker
+    does not count the seconds after an outage as unreachable."""
+    with contextlib.suppress(StoreUnavailable, StoreError):
+        async with database.connection():
+            pass
 
 
 def create_projector(settings: Settings) -> Projector:
@@ -123,14 +164,17 @@ def create_projector(settings: Settings) -> Projector:
         custom_plans=True,
         derived_commits=True,
     )
+    read_models = PostgresReadModels(database)
     parts = Parts(
         feed=SharedFeed(ProjectionFeed(database), batch_size=settings.projector_batch_size),
-        read_models=PostgresReadModels(database),
+        read_models=read_models,
         locks=PostgresProjectionLocks(
             settings.conninfo, poll_seconds=settings.projector_poll_seconds
         ),
         poll_seconds=settings.projector_poll_seconds,
     )
+
+    close_metrics: list[Callable[[], None]] = []
 
     async def start() -> None:
         try:
@@ -140,15 +184,35 @@ def create_projector(settings: Settings) -> Projector:
             raise StoreUnavailable(f"cannot connect to the database {where}: {error}") from None
         version = await check_schema(database)
         log.info("projector connected: schema version %d", version)
+        metrics_port = settings.projector_metrics_port
+        if metrics_port is not None:
+            close_metrics.append(
+                _projector_metrics(settings.metrics_host, metrics_port, read_models)
+            )
+
+    async def stop() -> None:
+        for close in close_metrics:
+            close()
+        await database.close()
 
     return Projector(
         projections=PROJECTIONS,
         parts=parts,
         start=start,
-        stop=database.close,
+        stop=stop,
         listen=partial(listen, settings.conninfo),
         outlived=(StoreUnavailable, StoreError),
     )
+
+
+def _projector_metrics(host: str, port: int, read_models: PostgresReadModels) -> Callable[[], None]:
+    """The projector's metrics endpoint (``CQRS_PROJECTOR_METRICS_PORT``), reading the
+    projections' status on this event loop at each scrape; returns its ``close``."""
+    from cqrs_demo.metrics.export import ProjectionCollector, projector_endpoint
+
+    status = partial(read_models.status, list(PROJECTIONS))
+    collector = ProjectionCollector(status, asyncio.get_running_loop())
+    return projector_endpoint(host, port, collector)
 
 
 async def rebuild_projection(

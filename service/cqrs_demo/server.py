@@ -6,6 +6,8 @@ It tells systemd ``READY=1`` only when every worker has opened its pool and chec
 schema, and ``STOPPING=1`` on SIGTERM or SIGINT; each worker then drains its in-flight
 requests (uvicorn's graceful shutdown) and closes its pool. A worker that dies on its own
 stops the others, and the main process exits 1 so that systemd restarts the service.
+With ``CQRS_METRICS_PORT`` set, the main process also serves the metrics of every worker
+(``metrics.export.api_endpoint``).
 """
 
 import asyncio
@@ -19,6 +21,7 @@ import resource
 import signal
 import socket
 import time
+from contextlib import AbstractContextManager, nullcontext
 from multiprocessing.connection import wait
 from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
@@ -48,6 +51,22 @@ def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT (exit 0) or until a worker fails (exit 1)."""
     settings = dataclasses.replace(settings, max_connections=connection_budget(settings))
     listener = bind(settings.host, settings.port)
+    try:
+        with _metrics_endpoint(settings):
+            return _serve(settings, listener)
+    finally:
+        listener.close()
+
+
+def _metrics_endpoint(settings: Settings) -> AbstractContextManager[None]:
+    if settings.metrics_port is None:
+        return nullcontext()
+    from cqrs_demo.metrics.export import api_endpoint  # prometheus_client: only when on
+
+    return api_endpoint(settings.metrics_host, settings.metrics_port)
+
+
+def _serve(settings: Settings, listener: socket.socket) -> int:
     context = multiprocessing.get_context("spawn")
     ready: Queue[int] = context.Queue()
     workers = [
@@ -74,7 +93,6 @@ def serve(settings: Settings) -> int:
     finally:
         notify("STOPPING=1")
         _stop(workers)
-        listener.close()
         codes = ", ".join(f"{worker.name} {worker.exitcode}" for worker in workers)
         log.info("stopped; workers' exit codes: %s", codes)
 

@@ -44,6 +44,9 @@ class Settings:
     log_level: str = "info"
     projector_batch_size: int = 1000  # events per transaction of a projection
     projector_poll_seconds: float = 1.0  # the longest a projector waits without a wake-up
+    metrics_host: str = "127.0.0.1"  # where both metrics endpoints listen
+    metrics_port: int | None = None  # the API's Prometheus endpoint; None: no metrics
+    projector_metrics_port: int | None = None  # the projector's; None: none
 
 
 def database_conninfo(environ: Mapping[str, str]) -> str:
@@ -87,10 +90,12 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         raise ConfigError(
             f"CQRS_POOL_MAX_SIZE ({pool_max}) must not be less than CQRS_POOL_MIN_SIZE ({pool_min})"
         )
+    port = _get(environ, "CQRS_PORT", _integer(1, 65535), default.port)
+    metrics_port, projector_metrics_port = _metrics_ports(environ, port)
     return Settings(
         conninfo=database_conninfo(environ),
         host=_get(environ, "CQRS_HOST", _host, default.host),
-        port=_get(environ, "CQRS_PORT", _integer(1, 65535), default.port),
+        port=port,
         workers=_get(environ, "CQRS_WORKERS", _integer(1, 64), default_workers()),
         pool_min_size=pool_min,
         pool_max_size=pool_max,
@@ -134,7 +139,25 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         projector_poll_seconds=_get(
             environ, "CQRS_PROJECTOR_POLL_SECONDS", _poll_seconds, default.projector_poll_seconds
         ),
+        metrics_host=_get(environ, "CQRS_METRICS_HOST", _host, default.metrics_host),
+        metrics_port=metrics_port,
+        projector_metrics_port=projector_metrics_port,
     )
+
+
+def _metrics_ports(environ: Mapping[str, str], port: int) -> tuple[int | None, int | None]:
+    """``CQRS_METRICS_PORT`` and ``CQRS_PROJECTOR_METRICS_PORT`` (unset: that endpoint is
+    off). Each must differ from ``CQRS_PORT`` and from the other: the API, its metrics and
+    the projector's run on one host, and the second to bind a port would fail to start."""
+    ports: list[int | None] = []
+    for name in ("CQRS_METRICS_PORT", "CQRS_PROJECTOR_METRICS_PORT"):
+        value = _get(environ, name, _integer(1, 65535), None)
+        if value == port:
+            raise ConfigError(f"{name}={value} is invalid: CQRS_PORT is {port} already")
+        if value is not None and value in ports:
+            raise ConfigError(f"{name}={value} is invalid: CQRS_METRICS_PORT is {value} already")
+        ports.append(value)
+    return ports[0], ports[1]
 
 
 def _get(environ: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:

@@ -165,7 +165,12 @@ def start_systems(
         other_database = server.create_database("cqrs_events_other")
         databases.append(other_database)
         migrate(other_database.url, arguments.compare_tree)
-        systems.append(start_service("other", other_database.url, workdir, arguments.compare_tree))
+        settings = dict(assignment.split("=", 1) for assignment in arguments.compare_env)
+        if settings:
+            print(f"'other' also gets: {settings}")
+        systems.append(
+            start_service("other", other_database.url, workdir, arguments.compare_tree, settings)
+        )
         target["other"] = other_database
     if arguments.queries:
         history = insert_history(main_database.url, arguments.query_events[0])

@@ -52,6 +52,14 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="also run the service from TREE/service ('other', its own database)",
     )
     parser.add_argument("--compare-commit", metavar="REV", help="... from commit REV")
+    parser.add_argument(
+        "--compare-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a CQRS_* variable for 'other' only (repeatable), e.g. the same tree with"
+        " CQRS_METRICS_PORT=9464",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--growth", action="store_true", help="appends against a pre-filled table")
     mode.add_argument("--profile", action="store_true", help="py-spy and pg_stat_statements")
@@ -167,6 +175,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         or arguments.freshness
     ):
         parser.error("--compare-tree/--compare-commit are for the baseline runs only")
+    if arguments.compare_env and not (arguments.compare_tree or arguments.compare_commit):
+        parser.error("--compare-env is for 'other': give --compare-tree or --compare-commit")
+    for assignment in arguments.compare_env:
+        name, equals, _ = assignment.partition("=")
+        if not (equals and name.startswith("CQRS_")):
+            parser.error(f"--compare-env {assignment!r}: must be CQRS_NAME=VALUE")
     if min(arguments.stream_lengths) < 1:
         parser.error("--stream-lengths: a stream to cancel in holds at least one order")
     return arguments

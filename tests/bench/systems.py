@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from cqrs_demo.localdb import free_port
@@ -102,14 +103,21 @@ def migrate(database_url: str, tree: Path | None) -> str:
     return result.stdout.strip()
 
 
-def start_service(name: str, database_url: str, workdir: Path, tree: Path | None) -> System:
+def start_service(
+    name: str,
+    database_url: str,
+    workdir: Path,
+    tree: Path | None,
+    settings: Mapping[str, str] | None = None,
+) -> System:
     """``cqrs-demo serve`` as the unit runs it: the CQRS_* defaults (and any CQRS_* variable
-    set for the benchmark), stderr to a log whose device:inode is in JOURNAL_STREAM, as
-    under systemd, so the log lines take the journal's format."""
+    set for the benchmark, then ``settings``), stderr to a log whose device:inode is in
+    JOURNAL_STREAM, as under systemd, so the log lines take the journal's format."""
     port = free_port()
     log = workdir / f"{name}.log"
     environ = {
         **service_environment(tree),
+        **(settings or {}),
         "CQRS_DATABASE_URL": database_url,
         "CQRS_HOST": "127.0.0.1",
         "CQRS_PORT": str(port),

@@ -157,7 +157,7 @@ def _save_journal(host: Host) -> None:
         return
     try:
         journal = host.try_run(
-            "journalctl --no-pager -o short-iso -u 'cqrs-demo*' -u 'postgresql*'"
+            "journalctl --no-pager -o short-iso -u 'cqrs-demo*' -u 'postgresql*' -u prometheus"
         )
     except (OSError, subprocess.SubprocessError):
         return

@@ -55,6 +55,9 @@ class Host:
     ssh_port: int = field(default_factory=lambda: free_port())
     postgresql_port: int = field(default_factory=lambda: free_port())
     http_port: int = field(default_factory=lambda: free_port())
+    metrics_port: int = field(default_factory=lambda: free_port())
+    projector_metrics_port: int = field(default_factory=lambda: free_port())
+    prometheus_port: int = field(default_factory=lambda: free_port())
     process: subprocess.Popen[bytes] | None = None
     boots: int = 0
 

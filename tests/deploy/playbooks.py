@@ -69,6 +69,9 @@ def write_inventory(host: Host, directory: Path) -> Path:
                     "ansible_python_interpreter": "/usr/bin/python3",
                     "cqrs_postgresql_port": host.postgresql_port,
                     "cqrs_demo_port": host.http_port,
+                    "cqrs_demo_metrics_port": host.metrics_port,
+                    "cqrs_demo_projector_metrics_port": host.projector_metrics_port,
+                    "cqrs_prometheus_listen_address": f"127.0.0.1:{host.prometheus_port}",
                     # The hosts see all of this machine's memory; two of them share it.
                     "cqrs_postgresql_shared_buffers": "128MB",
                     "cqrs_postgresql_effective_cache_size": "1GB",

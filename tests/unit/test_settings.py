@@ -18,6 +18,21 @@ def test_defaults() -> None:
     assert (settings.max_connections, settings.head_limit) == (4096, 16384)
     assert settings.head_timeout == 10.0
     assert "host=db.example" in settings.conninfo
+    assert (settings.metrics_host, settings.metrics_port) == ("127.0.0.1", None)
+    assert settings.projector_metrics_port is None
+
+
+def test_metrics_ports_are_read() -> None:
+    settings = load_settings(
+        {
+            **URL,
+            "CQRS_METRICS_HOST": "10.0.0.5",
+            "CQRS_METRICS_PORT": "9464",
+            "CQRS_PROJECTOR_METRICS_PORT": "9465",
+        }
+    )
+    assert settings.metrics_host == "10.0.0.5"
+    assert (settings.metrics_port, settings.projector_metrics_port) == (9464, 9465)
 
 
 def test_password_comes_from_the_file_and_never_from_repr(tmp_path: Path) -> None:
@@ -58,6 +73,24 @@ def test_password_comes_from_the_file_and_never_from_repr(tmp_path: Path) -> Non
             "CQRS_HEAD_LIMIT='1024' is invalid: must be between 4096 and 1048576",
         ),
         ({**URL, "CQRS_HEAD_TIMEOUT": "soon"}, "CQRS_HEAD_TIMEOUT='soon' is invalid"),
+        ({**URL, "CQRS_METRICS_PORT": "9x"}, "CQRS_METRICS_PORT='9x' is invalid: must be a whole"),
+        (
+            {**URL, "CQRS_METRICS_PORT": "0"},
+            "CQRS_METRICS_PORT='0' is invalid: must be between 1 and 65535",
+        ),
+        (
+            {**URL, "CQRS_PORT": "9100", "CQRS_METRICS_PORT": "9100"},
+            "CQRS_METRICS_PORT=9100 is invalid: CQRS_PORT is 9100 already",
+        ),
+        (
+            {**URL, "CQRS_PROJECTOR_METRICS_PORT": "70000"},
+            "CQRS_PROJECTOR_METRICS_PORT='70000' is invalid: must be between 1 and 65535",
+        ),
+        (
+            {**URL, "CQRS_METRICS_PORT": "9464", "CQRS_PROJECTOR_METRICS_PORT": "9464"},
+            "CQRS_PROJECTOR_METRICS_PORT=9464 is invalid: CQRS_METRICS_PORT is 9464 already",
+        ),
+        ({**URL, "CQRS_METRICS_HOST": "0.0.0.0 x"}, "CQRS_METRICS_HOST='0.0.0.0 x' is invalid"),
         (
             {**URL, "CQRS_DATABASE_PASSWORD_FILE": "/nonexistent/pw"},
             "CQRS_DATABASE_PASSWORD_FILE cannot be read: /nonexistent/pw",

@@ -6,8 +6,10 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cqrs_demo.api.commands import COMMANDS
 from cqrs_demo.domain.text import printable
 from cqrs_demo.logs import log_line
+from cqrs_demo.metrics.tally import TALLY
 
 log = logging.getLogger("cqrs_demo.request")
 
@@ -15,6 +17,10 @@ _QUIET_PATHS = frozenset({"/healthz", "/readyz"})
 # What an endpoint may leave in scope["state"] for the line; never a payload value. Text
 # among them (an aggregate id) is the client's: shown escaped, as paths are.
 _DETAILS = ("aggregate", "version", "events", "client")
+# Paths that are their own route template: the commands' (``app.CommandsFirst`` answers
+# them before Starlette's router, which names the route of every other request).
+_COMMAND_PATHS = frozenset(spec.path for spec in COMMANDS)
+UNMATCHED_ROUTE = "unmatched"
 
 
 class AccessLog:
@@ -45,8 +51,11 @@ class AccessLog:
 
 
 def log_request(scope: Scope, status: int, seconds: float) -> None:
-    """The line for one request: ``POST /path 202 1.2ms aggregate=… version=…``."""
+    """The line for one request: ``POST /path 202 1.2ms aggregate=… version=…``; and the
+    request counted in the metrics, when they are on (``metrics.tally``)."""
     path = scope["path"]
+    if TALLY.on:
+        TALLY.request(route_template(scope), status, seconds)
     level = logging.INFO
     if path in _QUIET_PATHS and status < 400:
         level = logging.DEBUG
@@ -66,6 +75,17 @@ def log_request(scope: Scope, status: int, seconds: float) -> None:
             details += f" {name}={value}"
     line = f"{_request(scope['method'], path)} {status} {seconds * 1000:.1f}ms{details}"
     log_line(log, level, line)
+
+
+def route_template(scope: Scope) -> str:
+    """The route a request was answered by, as written in the route table (``/api/orders/
+    {order_id}``, never the path with the id in it); ``UNMATCHED_ROUTE`` for a path that
+    no route matches, so that clients cannot make up label values."""
+    route = scope.get("route")
+    if route is not None:
+        return str(route.path)
+    path: str = scope["path"]
+    return path if path in _COMMAND_PATHS else UNMATCHED_ROUTE
 
 
 @functools.lru_cache(maxsize=256)

@@ -27,12 +27,23 @@ from cqrs_demo.domain.text import printable
 from cqrs_demo.handlers.append import Accepted, CommandContext
 from cqrs_demo.handlers.cancel_order import handle_cancel_order
 from cqrs_demo.handlers.create_order import handle_create_order
+from cqrs_demo.metrics.tally import TALLY
 from cqrs_demo.ports import EventStore
 
 _VERSION_ETAG = re.compile(r'"(\d{1,18})"|(\d{1,18})')
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]{1,200}")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _JSON = (b"content-type", b"application/json")
+# The reason a refused command is counted under (``cqrs_commands_refused_total``), by the
+# type of its problem; see ``refusal_reason``.
+_REFUSALS = {
+    "urn:cqrs-demo:invalid-command": "validation",
+    "urn:cqrs-demo:version-conflict": "conflict",
+    "urn:cqrs-demo:idempotency-key-reused": "idempotency",
+    "urn:cqrs-demo:idempotency-key-in-flight": "idempotency",
+    "urn:cqrs-demo:order-not-found": "decision",
+    "urn:cqrs-demo:order-already-cancelled": "decision",
+}
 
 
 def accepted_body(outcome: Accepted) -> bytes:
@@ -121,12 +132,34 @@ class CommandEndpoint:
             outcome = await self.spec.handle(command, self._store, _context(headers))
         except Exception as error:
             problem = as_problem(error)
+            if TALLY.on:
+                _count_refusal(problem)
             await problem_response(problem)(scope, receive, send)
             return problem.status
         state["version"] = outcome.version
         state["events"] = len(outcome.event_ids)
         await _send_accepted(send, outcome, self.spec.render(outcome))
         return 202
+
+
+def refusal_reason(problem: Problem) -> str | None:
+    """Why a command answered ``problem`` was refused: ``validation`` (its body or a header
+    is malformed, too large, too slow, or breaks a field's rule), ``conflict`` (the stream
+    was not at the expected version), ``idempotency`` (the key was used for another
+    request, or is in flight), ``decision`` (the order's state refuses it), or
+    ``unauthorized``. ``None`` for a 5xx: the service failed, the command was not refused."""
+    reason = _REFUSALS.get(problem.problem_type)
+    if reason is not None:
+        return reason
+    if problem.status == 401:
+        return "unauthorized"
+    return "validation" if 400 <= problem.status < 500 else None
+
+
+def _count_refusal(problem: Problem) -> None:
+    reason = refusal_reason(problem)
+    if reason is not None:
+        TALLY.refused(reason)
 
 
 def _with_if_match(command: C, header: bytes | None) -> C:

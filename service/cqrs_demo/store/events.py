@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from cqrs_demo.domain.events import DomainEvent
+from cqrs_demo.metrics.tally import TALLY
 from cqrs_demo.ports import Appended, Direction, FeedPage, IdempotencyKey, Position, StreamSlice
 from cqrs_demo.store import plpgsql_append, set_based_append
 from cqrs_demo.store.errors import StoreError
@@ -105,12 +106,17 @@ class PostgresEventStore:
         return outcomes
 
     async def _write(self, batch: Sequence[PendingAppend]) -> list[Appended | Exception]:
-        """One statement, one transaction: every command of ``batch`` decided on its own."""
+        """One statement, one transaction: every command of ``batch`` decided on its own.
+        Counted in the metrics when they are on: the batch's size, the events it added."""
         if set_based_append.accepts(batch):
-            return await set_based_append.write(self._database, batch)
-        return await plpgsql_append.write(
-            self._database, batch, idempotency_retention=self.idempotency_retention
-        )
+            outcomes = await set_based_append.write(self._database, batch)
+        else:
+            outcomes = await plpgsql_append.write(
+                self._database, batch, idempotency_retention=self.idempotency_retention
+            )
+        if TALLY.on:
+            TALLY.written(len(batch), _events_added(outcomes))
+        return outcomes
 
     async def read_stream(
         self,
@@ -158,3 +164,12 @@ class PostgresEventStore:
                 query("prune_idempotency_keys"), {"retention": self.idempotency_retention}
             )
             return cursor.rowcount
+
+
+def _events_added(outcomes: Sequence[Appended | Exception]) -> int:
+    """Events written by the commands of a batch (a replayed key's wrote none)."""
+    return sum(
+        len(outcome.event_ids)
+        for outcome in outcomes
+        if isinstance(outcome, Appended) and not outcome.replayed
+    )
