@@ -26,12 +26,7 @@ from cqrs_demo.api.parameters import register_text
 from cqrs_demo.api.problems import as_problem, problem_response
 from cqrs_demo.api.projections import PATH as PROJECTIONS_PATH
 from cqrs_demo.api.projections import ProjectionsEndpoint
-from cqrs_demo.api.queries import (
-    ORDER_PATH,
-    USER_ORDERS_PATH,
-    USER_SUMMARY_PATH,
-    QueryEndpoints,
-)
+from cqrs_demo.api.queries import QUERY_PATHS, QueryEndpoints, route_for
 from cqrs_demo.api.streams import PATH as STREAM_PATH
 from cqrs_demo.api.streams import StreamEndpoint
 from cqrs_demo.ports import EventStore, OrderQueries
@@ -57,10 +52,7 @@ def build_app(
     benchmarks build it, none."""
     register_text()
     commands = {spec.path: CommandEndpoint(spec, store, tokens, body) for spec in COMMANDS}
-    queries, query_routes = None, []
-    if read_models is not None:
-        queries = QueryEndpoints(read_models, tokens)
-        query_routes = _query_routes(read_models, queries, tokens)
+    query_routes = [] if read_models is None else _query_routes(read_models, tokens)
     read_stream = StreamEndpoint(store, tokens)
     read_feed = FeedEndpoint(store, tokens, stopping=stopping)
     routes = [
@@ -78,7 +70,8 @@ def build_app(
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
     )
-    return HotPathsFirst(app, commands, queries)
+    hot_queries = {route.path: route for route in query_routes if route.path in QUERY_PATHS}
+    return HotPathsFirst(app, commands, hot_queries)
 
 
 class HotPathsFirst:
@@ -95,11 +88,11 @@ class HotPathsFirst:
         self,
         app: Starlette,
         commands: Mapping[str, CommandEndpoint],
-        queries: QueryEndpoints | None = None,
+        queries: Mapping[str, Route] | None = None,
     ) -> None:
         self.app = app
         self._commands = dict(commands)
-        self._queries = queries
+        self._queries = dict(queries or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -113,21 +106,24 @@ class HotPathsFirst:
                     finally:
                         log_request(scope, status, time.perf_counter() - started)
                     return
-            elif scope["method"] == "GET" and self._queries is not None:
-                query = self._queries.endpoint_for(scope["path"])
+            elif scope["method"] == "GET" and self._queries:
+                query = self._queries.get(route_for(scope["path"]) or "")
                 if query is not None:
                     await _answer_query(query, scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
 
-async def _answer_query(query: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
-    """Answer a GET with ``query`` as its route would, every error a problem; log it."""
+async def _answer_query(route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer a GET with ``route``'s endpoint (which answers every error as a problem), as
+    Starlette's router would hand it over (``scope["route"]``, which the metrics read); log
+    it."""
     started = time.perf_counter()
     scope.setdefault("state", {})
+    scope["route"] = route
     status = 500
     try:
-        response = await answered(query, Request(scope, receive))
+        response = await route.endpoint(Request(scope, receive))
         status = response.status_code
         await response(scope, receive, send)
     finally:
@@ -135,32 +131,27 @@ async def _answer_query(query: Endpoint, scope: Scope, receive: Receive, send: S
 
 
 def answering_problems(endpoint: Endpoint) -> Endpoint:
-    """Every error the endpoint raises becomes a problem+json answer (see ``answered``)."""
+    """Every error the endpoint raises becomes a problem+json answer (see ``as_problem``)."""
 
     @wraps(endpoint)
     async def answer(request: Request) -> Response:
-        return await answered(endpoint, request)
+        try:
+            return await endpoint(request)
+        except Exception as error:
+            return problem_response(as_problem(error))
 
     return answer
 
 
-async def answered(endpoint: Endpoint, request: Request) -> Response:
-    """``endpoint``'s answer to ``request``, or the problem its error is (``as_problem``)."""
-    try:
-        return await endpoint(request)
-    except Exception as error:
-        return problem_response(as_problem(error))
-
-
-def _query_routes(
-    read_models: OrderQueries, queries: QueryEndpoints, tokens: BearerTokens
-) -> list[Route]:
+def _query_routes(read_models: OrderQueries, tokens: BearerTokens) -> list[Route]:
+    queries = QueryEndpoints(read_models, tokens)
     projections = ProjectionsEndpoint(read_models, tokens)
     return [
         Route(PROJECTIONS_PATH, answering_problems(projections.__call__), methods=["GET"]),
-        Route(ORDER_PATH, answering_problems(queries.order), methods=["GET"]),
-        Route(USER_ORDERS_PATH, answering_problems(queries.user_orders), methods=["GET"]),
-        Route(USER_SUMMARY_PATH, answering_problems(queries.user_summary), methods=["GET"]),
+        *(
+            Route(path, answering_problems(endpoint), methods=["GET"])
+            for path, endpoint in queries.endpoints().items()
+        ),
     ]
 
 

@@ -51,6 +51,7 @@ from cqrs_demo.ports import (
 ORDER_PATH = "/api/queries/orders/{order_id:text}"
 USER_ORDERS_PATH = "/api/queries/users/{user_id:text}/orders"
 USER_SUMMARY_PATH = "/api/queries/users/{user_id:text}/summary"
+QUERY_PATHS = (ORDER_PATH, USER_ORDERS_PATH, USER_SUMMARY_PATH)
 _ORDERS_PREFIX = b"/api/queries/orders/"
 _USERS_PREFIX = b"/api/queries/users/"
 _ORDERS_PATH_PREFIX = _ORDERS_PREFIX.decode()
@@ -65,6 +66,22 @@ _FRESHNESS = ("min_position", "wait_ms")
 _LISTING = ("status", "limit", "after", *_FRESHNESS)
 
 T = TypeVar("T")
+
+
+def route_for(path: str) -> str | None:
+    """The path of the query route (``ORDER_PATH``, ``USER_ORDERS_PATH``,
+    ``USER_SUMMARY_PATH``, tried in that order) that Starlette's router would match a GET of
+    ``path`` with; ``None`` for any other path. For ``app.HotPathsFirst``, which passes the
+    router."""
+    if path.startswith(_ORDERS_PATH_PREFIX):
+        return ORDER_PATH
+    if path.startswith(_USERS_PATH_PREFIX):
+        user_path = path[len(_USERS_PATH_PREFIX) :]
+        if user_path.endswith("/orders"):
+            return USER_ORDERS_PATH
+        if user_path.endswith("/summary"):
+            return USER_SUMMARY_PATH
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,19 +110,13 @@ class QueryEndpoints:
         self._read_models = read_models
         self._tokens = tokens
 
-    def endpoint_for(self, path: str) -> Callable[[Request], Awaitable[Response]] | None:
-        """The query that answers a GET of ``path``, as the routes ``ORDER_PATH``,
-        ``USER_ORDERS_PATH`` and ``USER_SUMMARY_PATH`` (in that order) match it; ``None``
-        for any other path. For ``app.HotPathsFirst``, which passes Starlette's router."""
-        if path.startswith(_ORDERS_PATH_PREFIX):
-            return self.order
-        if path.startswith(_USERS_PATH_PREFIX):
-            user_path = path[len(_USERS_PATH_PREFIX) :]
-            if user_path.endswith("/orders"):
-                return self.user_orders
-            if user_path.endswith("/summary"):
-                return self.user_summary
-        return None
+    def endpoints(self) -> dict[str, Callable[[Request], Awaitable[Response]]]:
+        """Each query's endpoint by its route's path (``QUERY_PATHS``)."""
+        return {
+            ORDER_PATH: self.order,
+            USER_ORDERS_PATH: self.user_orders,
+            USER_SUMMARY_PATH: self.user_summary,
+        }
 
     async def order(self, request: Request) -> Response:
         self._tokens.authorize(request.scope)
