@@ -11,9 +11,9 @@ the loop waits for a wake-up, or ``poll_seconds`` at most.
 
 Batches that are not full start ``BATCH_INTERVAL_SECONDS`` apart at least: every appending
 transaction wakes the projector, and a batch per wake-up (a feed read, the rows' loads and a
-transaction, per projection) cost more round trips than the commands themselves; lone
-commands came back 30% slower with the projector running (``docs/performance.md``). A full
-batch (a backlog) is followed by the next at once.
+transaction, per projection) cost more round trips than the commands themselves, and
+slowed lone commands down (``docs/performance.md``, "Create with the projector running").
+A full batch (a backlog) is followed by the next at once.
 """
 
 import asyncio
