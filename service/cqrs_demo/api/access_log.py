@@ -17,8 +17,9 @@ _QUIET_PATHS = frozenset({"/healthz", "/readyz"})
 # What an endpoint may leave in scope["state"] for the line; never a payload value. Text
 # among them (an aggregate id) is the client's: shown escaped, as paths are.
 _DETAILS = ("aggregate", "version", "events", "client")
-# Paths that are their own route template: the commands' (``app.CommandsFirst`` answers
-# them before Starlette's router, which names the route of every other request).
+# Paths that are their own route template: the commands' (``app.HotPathsFirst`` answers
+# them before Starlette's router and leaves no route in the scope; the queries it answers
+# carry theirs, as the router's requests do).
 _COMMAND_PATHS = frozenset(spec.path for spec in COMMANDS)
 UNMATCHED_ROUTE = "unmatched"
 
