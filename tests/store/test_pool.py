@@ -1,12 +1,16 @@
 """The pool after a PostgreSQL restart: no request meets a connection the server closed; a
+request already waiting when the server goes gets its answer within the short wait; a
 statement the server refused is not an outage."""
+
+import asyncio
+import time
 
 import psycopg
 import pytest
 
 from cqrs_demo.localdb import LocalPostgres
-from cqrs_demo.store.errors import StoreError
-from cqrs_demo.store.pool import Database
+from cqrs_demo.store.errors import StoreError, StoreUnavailable
+from cqrs_demo.store.pool import UNREACHABLE_WAIT_SECONDS, Database
 
 pytestmark = pytest.mark.anyio
 
@@ -22,6 +26,47 @@ async def test_idle_connections_closed_by_a_restart_are_never_lent() -> None:
                 async with database.connection() as conn:
                     cursor = await conn.execute("SELECT 1")
                     assert await cursor.fetchone() == (1,)
+        finally:
+            await database.close()
+
+
+async def test_a_request_waiting_when_the_server_stops_fails_within_the_short_wait() -> None:
+    """Every connection busy, one more request waiting with the whole pool timeout ahead of
+    it: the server stopping ends the busy ones, which marks it unreachable, and the waiting
+    request must then give up within the short wait, not at its pool timeout (it used to,
+    as it had begun waiting before the outage was known)."""
+    pool_timeout = 8.0
+    with LocalPostgres() as postgres:
+        database = Database(postgres.url(), min_size=2, max_size=2, timeout=pool_timeout)
+        await database.open(wait_seconds=10)
+        try:
+
+            async def busy() -> None:
+                async with database.connection() as conn:
+                    await conn.execute("SELECT pg_sleep(60)")
+
+            async def waiting() -> None:
+                async with database.connection():
+                    pass
+
+            holders = [asyncio.create_task(busy()) for _ in range(2)]
+            await asyncio.sleep(0.5)  # both connections lent and asleep on the server
+            waiter = asyncio.create_task(waiting())
+            await asyncio.sleep(0.5)
+            assert not waiter.done()
+            assert not database.unreachable
+            await asyncio.to_thread(postgres.stop, remove=False)
+            stopped = time.monotonic()
+            for task in holders:
+                with pytest.raises(StoreUnavailable, match="database unavailable"):
+                    await task
+            assert database.unreachable
+            with pytest.raises(StoreUnavailable, match="no database connection free"):
+                await waiter
+            late = time.monotonic() - stopped
+            # The short wait plus one slice, with room for a loaded machine: far from the
+            # pool timeout the request had ahead of it.
+            assert late < 4 * UNREACHABLE_WAIT_SECONDS, f"gave up {late:.2f} s after the stop"
         finally:
             await database.close()
 

@@ -25,6 +25,10 @@ UNREACHABLE_WAIT_SECONDS = 0.5
 # one (the pool grows on demand, at once), so the first request after an outage, waiting
 # its UNREACHABLE_WAIT_SECONDS, gets a connection.
 RECONNECT_GIVE_UP_SECONDS = 0.1
+# A request waits for a connection in slices this long, and looks after each whether the
+# server has since been found unreachable: one that began waiting before an outage then
+# gets its 503 within the short wait too, not after the pool's whole timeout.
+WAIT_SLICE_SECONDS = UNREACHABLE_WAIT_SECONDS / 2
 
 
 class Database:
@@ -113,18 +117,28 @@ class Database:
         return conn.pgconn.status != psycopg.pq.ConnStatus.OK
 
     async def _lend(self, wait_seconds: float) -> Connection:
-        """A live connection within ``wait_seconds``. Connections the server closed are dropped
-        at once and the next is tried; psycopg_pool's own ``check`` would back off for a
-        second, then two, ... after each, longer than a request should wait."""
+        """A live connection within ``wait_seconds``, or within ``UNREACHABLE_WAIT_SECONDS``
+        once the server is known to be unreachable, even when that became known while this
+        request was already waiting (it waits in slices and looks again after each).
+        Connections the server closed are dropped at once and the next is tried;
+        psycopg_pool's own ``check`` would back off for a second, then two, ... after each,
+        longer than a request should wait."""
         started = time.monotonic()
         deadline = started + wait_seconds
         while True:
-            conn = await self.pool.getconn(timeout=max(0.0, deadline - time.monotonic()))
+            if self.unreachable:
+                deadline = min(deadline, started + UNREACHABLE_WAIT_SECONDS)
+            left = deadline - time.monotonic()
+            try:
+                conn = await self.pool.getconn(timeout=max(0.0, min(left, WAIT_SLICE_SECONDS)))
+            except PoolTimeout:
+                if left <= WAIT_SLICE_SECONDS:
+                    raise
+                continue
             if not self._closed_by_server(conn):
                 return conn
-            # The server is going or gone: from now on this wait is the short one too.
+            # The server is going or gone: from now on every wait is the short one.
             self.unreachable = True
-            deadline = min(deadline, started + UNREACHABLE_WAIT_SECONDS)
             await conn.close()
             await self.pool.putconn(conn)  # closed: the pool discards it and reconnects
 
