@@ -72,7 +72,6 @@ async def test_a_rebuild_under_appends_replaces_wrong_rows_and_the_projector_goe
         " 'user_order_summary_open_orders') ORDER BY 1",
     )
     assert indexes == [
-        ("orders_by_user",),
         ("orders_by_user_and_status",),
         ("orders_pkey",),
         ("user_order_summaries_pkey",),

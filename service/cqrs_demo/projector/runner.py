@@ -166,8 +166,15 @@ async def apply_page(
         failed = batch[applied].event
         stop = ProjectionStop(failed.event_id, failed.event_type, _reason(failure[1]))
     to = batch[applied - 1].position if applied else checkpoint.position
+    existing = {key for key, row in rows.items() if row is not None}
     committed = await read_models.commit(
-        checkpoint_name, after=checkpoint, rows=changed, to=to, applied=applied, stop=stop
+        checkpoint_name,
+        after=checkpoint,
+        rows=changed,
+        existing=existing,
+        to=to,
+        applied=applied,
+        stop=stop,
     )
     if not committed:
         return None

@@ -81,15 +81,18 @@ class PostgresReadModels:
         *,
         after: Checkpoint,
         rows: Mapping[RowKey, ReadRow | None],
+        existing: Collection[RowKey],
         to: Position,
         applied: int,
         stop: ProjectionStop | None,
     ) -> bool:
         """In one transaction: move ``projection``'s checkpoint from ``after`` to ``to``
         (``applied`` events more; stopped for ``stop`` if given) and write ``rows`` (``None``:
-        delete). Returns False, having written nothing, when the checkpoint is not at
-        ``after``'s position and generation, or is stopped (another projector moved it, an
-        operator stopped it, a rebuild was swapped in).
+        delete; a key in ``existing`` updated, any other inserted, so a key inserted that is
+        there already is a ``StoreError``, never a silent overwrite). Returns False, having
+        written nothing, when the checkpoint is not at ``after``'s position and generation,
+        or is stopped (another projector moved it, an operator stopped it, a rebuild was
+        swapped in).
         Raises ``StoreUnavailable`` (the outcome unknown if the connection broke while
         committing; the next checkpoint read tells) or ``StoreError``."""
         params = {
@@ -108,7 +111,7 @@ class PostgresReadModels:
             cursor = await conn.execute(query("projection_advance"), params)
             if cursor.rowcount != 1:
                 raise psycopg.Rollback  # leaves the transaction block quietly, rolled back
-            await _write_rows(conn, rows)
+            await _write_rows(conn, rows, existing)
             return True
         return False
 
@@ -140,19 +143,46 @@ class PostgresReadModels:
         return Position(int(str(row[0])), int(str(row[1])))
 
 
-async def _write_rows(conn: Connection, rows: Mapping[RowKey, ReadRow | None]) -> None:
-    """Every changed row, one statement per table that has any."""
-    orders = [row for row in rows.values() if isinstance(row, OrderRow)]
-    summaries = [row for row in rows.values() if isinstance(row, UserSummary)]
-    opened = [row for row in rows.values() if isinstance(row, OpenOrder)]
-    closed = [key for (table, key), row in rows.items() if table == "open_order" and row is None]
-    if orders:
-        await conn.execute(query("projection_write_orders"), {"rows": _json(orders)})
-    if summaries:
-        await conn.execute(query("projection_write_user_summaries"), {"rows": _json(summaries)})
-    if opened or closed:
-        params = {"rows": _json(opened), "deleted": closed}
+# The statements that insert and update each table's rows: (insert, update).
+_WRITES: Mapping[type[ReadRow], tuple[str, str]] = {
+    OrderRow: ("projection_insert_orders", "projection_update_orders"),
+    UserSummary: ("projection_insert_user_summaries", "projection_update_user_summaries"),
+}
+
+
+async def _write_rows(
+    conn: Connection, rows: Mapping[RowKey, ReadRow | None], existing: Collection[RowKey]
+) -> None:
+    """Every changed row, one statement per table and kind of change that has any: rows
+    new to the table inserted, rows it had updated. (An upsert of every row, ``INSERT ... ON
+    CONFLICT DO UPDATE``, writes more to the WAL for each new row, which the commands'
+    commits then flush: ``docs/performance.md``.)"""
+    new: dict[type[ReadRow], list[ReadRow]] = defaultdict(list)
+    updated: dict[type[ReadRow], list[ReadRow]] = defaultdict(list)
+    closed: list[str] = []
+    for key, row in rows.items():
+        if row is None:
+            closed.append(_open_order_key(key))
+        else:
+            (updated if key in existing else new)[type(row)].append(row)
+    if updated[OpenOrder]:
+        raise ValueError(f"an open order is never changed: {updated[OpenOrder][0]}")
+    for kind, (insert, update) in _WRITES.items():
+        if new[kind]:
+            await conn.execute(query(insert), {"rows": _json(new[kind])})
+        if updated[kind]:
+            await conn.execute(query(update), {"rows": _json(updated[kind])})
+    if new[OpenOrder] or closed:
+        params = {"rows": _json(new[OpenOrder]), "deleted": closed}
         await conn.execute(query("projection_write_open_orders"), params)
+
+
+def _open_order_key(key: RowKey) -> str:
+    """The order id of a deleted row: only open orders are ever deleted."""
+    table, order_id = key
+    if table != "open_order":
+        raise ValueError(f"a row of {table} is never deleted: {order_id}")
+    return order_id
 
 
 def _json(rows: Sequence[ReadRow]) -> str:
