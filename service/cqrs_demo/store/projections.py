@@ -11,11 +11,10 @@ from decimal import Decimal
 from uuid import UUID
 
 import orjson
-import psycopg
 
 from cqrs_demo.domain.projections import OpenOrder, OrderRow, ReadRow, RowKey, Table, UserSummary
 from cqrs_demo.ports import Checkpoint, Position, ProjectionStatus, ProjectionStop
-from cqrs_demo.store.pool import Connection, Database
+from cqrs_demo.store.pool import Database
 from cqrs_demo.store.sql import query
 
 _LOADS: Mapping[Table, str] = {
@@ -86,13 +85,13 @@ class PostgresReadModels:
         applied: int,
         stop: ProjectionStop | None,
     ) -> bool:
-        """In one transaction: move ``projection``'s checkpoint from ``after`` to ``to``
-        (``applied`` events more; stopped for ``stop`` if given) and write ``rows`` (``None``:
-        delete; a key in ``existing`` updated, any other inserted, so a key inserted that is
-        there already is a ``StoreError``, never a silent overwrite). Returns False, having
-        written nothing, when the checkpoint is not at ``after``'s position and generation,
-        or is stopped (another projector moved it, an operator stopped it, a rebuild was
-        swapped in).
+        """In one statement (one transaction, one round trip): move ``projection``'s
+        checkpoint from ``after`` to ``to`` (``applied`` events more; stopped for ``stop`` if
+        given) and write ``rows`` (``None``: delete; a key in ``existing`` updated, any other
+        inserted, so a key inserted that is there already is a ``StoreError``, never a
+        silent overwrite). Returns False, having written nothing, when the checkpoint is not
+        at ``after``'s position and generation, or is stopped (another projector moved it,
+        an operator stopped it, a rebuild was swapped in).
         Raises ``StoreUnavailable`` (the outcome unknown if the connection broke while
         committing; the next checkpoint read tells) or ``StoreError``."""
         params = {
@@ -106,14 +105,12 @@ class PostgresReadModels:
             "error": None if stop is None else stop.error,
             "failed_event_id": None if stop is None else stop.event_id,
             "failed_event_type": None if stop is None else stop.event_type,
+            **_row_parameters(rows, existing),
         }
-        async with self._database.connection() as conn, conn.transaction():
-            cursor = await conn.execute(query("projection_advance"), params)
-            if cursor.rowcount != 1:
-                raise psycopg.Rollback  # leaves the transaction block quietly, rolled back
-            await _write_rows(conn, rows, existing)
-            return True
-        return False
+        async with self._database.connection() as conn:
+            cursor = await conn.execute(query("projection_commit"), params)
+            moved = await cursor.fetchone()
+        return moved == (1,)
 
     async def status(self, projections: Sequence[str]) -> list[ProjectionStatus]:
         """Each of ``projections`` (checkpointed or not), with the feed's head and how far
@@ -143,38 +140,41 @@ class PostgresReadModels:
         return Position(int(str(row[0])), int(str(row[1])))
 
 
-# The statements that insert and update each table's rows: (insert, update).
-_WRITES: Mapping[type[ReadRow], tuple[str, str]] = {
-    OrderRow: ("projection_insert_orders", "projection_update_orders"),
-    UserSummary: ("projection_insert_user_summaries", "projection_update_user_summaries"),
+# The parameters of projection_commit.sql holding each table's rows new to it, and those
+# holding the rows it had, changed (an open order is never changed: placed, then deleted).
+_NEW: Mapping[type[ReadRow], str] = {
+    OrderRow: "new_orders",
+    UserSummary: "new_summaries",
+    OpenOrder: "opened",
+}
+_CHANGED: Mapping[type[ReadRow], str] = {
+    OrderRow: "changed_orders",
+    UserSummary: "changed_summaries",
 }
 
 
-async def _write_rows(
-    conn: Connection, rows: Mapping[RowKey, ReadRow | None], existing: Collection[RowKey]
-) -> None:
-    """Every changed row, one statement per table and kind of change that has any: rows
-    new to the table inserted, rows it had updated. (An upsert of every row, ``INSERT ... ON
-    CONFLICT DO UPDATE``, writes more to the WAL for each new row, which the commands'
+def _row_parameters(
+    rows: Mapping[RowKey, ReadRow | None], existing: Collection[RowKey]
+) -> dict[str, str | list[str]]:
+    """``rows`` as projection_commit.sql's parameters: per table, the rows new to it and the
+    rows it had (those of ``existing`` keys), each a JSON array; the open orders deleted.
+    (Inserted rather than upserted, a new row writes less to the WAL, which the commands'
     commits then flush: ``docs/performance.md``.)"""
-    new: dict[type[ReadRow], list[ReadRow]] = defaultdict(list)
-    updated: dict[type[ReadRow], list[ReadRow]] = defaultdict(list)
+    by_parameter: dict[str, list[ReadRow]] = defaultdict(list)
     closed: list[str] = []
     for key, row in rows.items():
         if row is None:
             closed.append(_open_order_key(key))
+        elif key not in existing:
+            by_parameter[_NEW[type(row)]].append(row)
+        elif (changed := _CHANGED.get(type(row))) is not None:
+            by_parameter[changed].append(row)
         else:
-            (updated if key in existing else new)[type(row)].append(row)
-    if updated[OpenOrder]:
-        raise ValueError(f"an open order is never changed: {updated[OpenOrder][0]}")
-    for kind, (insert, update) in _WRITES.items():
-        if new[kind]:
-            await conn.execute(query(insert), {"rows": _json(new[kind])})
-        if updated[kind]:
-            await conn.execute(query(update), {"rows": _json(updated[kind])})
-    if new[OpenOrder] or closed:
-        params = {"rows": _json(new[OpenOrder]), "deleted": closed}
-        await conn.execute(query("projection_write_open_orders"), params)
+            raise ValueError(f"a row of {key[0]} is never changed: {key[1]}")
+    names = (*_NEW.values(), *_CHANGED.values())
+    parameters: dict[str, str | list[str]] = {name: _json(by_parameter[name]) for name in names}
+    parameters["closed"] = closed
+    return parameters
 
 
 def _open_order_key(key: RowKey) -> str:
