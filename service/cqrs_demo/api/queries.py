@@ -161,23 +161,33 @@ class QueryEndpoints:
         self, projection: str, freshness: Freshness, read: Callable[[], Awaitable[Projected[T]]]
     ) -> Projected[T]:
         """``read()``'s answer, at or past ``freshness.wanted``: read at once, and if the
-        projection is behind, wait for it (holding no connection) and read again. Raises
-        ``ProjectionBehind`` when it is still behind after the wait, or at once when it is
-        stopped short of the position."""
+        projection is behind, wait for it (holding no connection) and read again, until
+        ``freshness.wait_ms`` has passed. Raises ``ProjectionBehind`` when it is still behind
+        then, or at once when it is stopped short of the position.
+
+        A read after the wait can find the projection behind again: on a read pool naming
+        several standbys, the read may land on one whose replay is behind the one the wait
+        saw, and a rebuild swapped in starts over. Then it waits again, within the same
+        ``wait_ms``: never an answer behind ``wanted``."""
         answer = await read()
         wanted = freshness.wanted
         if wanted is None or answer.position >= wanted:
             return answer
         started = time.monotonic()
-        standing = await self._read_models.wait_for(
-            projection, wanted, wait_seconds=freshness.wait_ms / 1000
-        )
-        reached, stopped_at = standing.position, standing.stopped_at
-        if reached >= wanted:
+        deadline = started + freshness.wait_ms / 1000
+        while True:
+            standing = await self._read_models.wait_for(
+                projection, wanted, wait_seconds=max(0.0, deadline - time.monotonic())
+            )
+            reached, stopped_at = standing.position, standing.stopped_at
+            if reached < wanted:
+                break  # the wait is over, or the projection stopped short of wanted
             answer = await read()
             if answer.position >= wanted:
                 return answer
-            reached, stopped_at = answer.position, None  # gone back since (a rebuild)
+            reached, stopped_at = answer.position, None
+            if time.monotonic() >= deadline:
+                break
         waited_ms = round((time.monotonic() - started) * 1000)
         raise ProjectionBehind(
             projection, wanted, reached, waited_ms=waited_ms, stopped_at=stopped_at
