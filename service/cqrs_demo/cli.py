@@ -134,12 +134,23 @@ def _describe(migrated: Migrated) -> list[str]:
 
 
 def _check(arguments: argparse.Namespace) -> int:
+    """The settings, the database and its schema, as the service checks them at start: and
+    the read database (``CQRS_READ_DATABASE_URL``) too, when there is one."""
     settings = load_settings()
     version = asyncio.run(check_database(settings.conninfo))
     print(
         f"ok: {describe(settings.conninfo)} reachable, schema version {version} "
         f"(this release needs {latest_schema_version()})"
     )
+    if settings.read_conninfo is not None:
+        try:
+            version = asyncio.run(check_database(settings.read_conninfo))
+        except (StoreUnavailable, SchemaNotCurrent) as error:
+            raise type(error)(f"CQRS_READ_DATABASE_URL: {error}") from None
+        print(
+            f"ok: queries read from {describe(settings.read_conninfo)}, reachable,"
+            f" schema version {version}"
+        )
     return 0
 
 
