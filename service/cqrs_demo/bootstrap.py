@@ -18,7 +18,7 @@ from cqrs_demo.api.body import BodyRules
 from cqrs_demo.api.feed import never
 from cqrs_demo.domain.projections import PROJECTIONS
 from cqrs_demo.metrics.tally import TALLY
-from cqrs_demo.ports import Checkpoint
+from cqrs_demo.ports import Checkpoint, RowsExist
 from cqrs_demo.projector.feed import SharedFeed
 from cqrs_demo.projector.process import Projector
 from cqrs_demo.projector.rebuild import Progress, rebuild
@@ -241,7 +241,7 @@ def create_projector(settings: Settings) -> Projector:
         start=start,
         stop=stop,
         listen=partial(listen, settings.conninfo),
-        outlived=(StoreUnavailable, StoreError),
+        outlived=(StoreUnavailable, StoreError, RowsExist),
     )
 
 

@@ -13,6 +13,11 @@ class StoreError(Exception):
     """The database refused a statement for a reason other than a version conflict."""
 
 
+class DuplicateRow(StoreError):
+    """A row inserted as new was there already (a unique key, SQLSTATE 23505): the statement
+    wrote nothing."""
+
+
 class SchemaNotCurrent(Exception):
     """The database schema is behind what this release needs, or was never created."""
 

@@ -9,7 +9,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from cqrs_demo.store.errors import StoreError, StoreUnavailable
+from cqrs_demo.store.errors import DuplicateRow, StoreError, StoreUnavailable
 from cqrs_demo.store.sql import query
 
 Connection = AsyncConnection[tuple[object, ...]]
@@ -204,4 +204,5 @@ def _statement_refused(error: psycopg.OperationalError) -> bool:
 
 def _store_error(error: psycopg.Error) -> StoreError:
     sqlstate = error.sqlstate or "none"
-    return StoreError(f"database error {type(error).__name__} (SQLSTATE {sqlstate})")
+    kind = DuplicateRow if isinstance(error, psycopg.errors.UniqueViolation) else StoreError
+    return kind(f"database error {type(error).__name__} (SQLSTATE {sqlstate})")
