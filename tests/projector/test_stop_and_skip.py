@@ -215,8 +215,10 @@ async def test_an_order_placed_again_in_a_later_batch_stops_both_projections_at_
             assert checkpoints(fresh_database_url)[name][1:] == (1, 2, "stopped")
         log = projector.log()
     for name in ("orders", "user_order_summaries"):
-        assert f"projection {name}: database error UniqueViolation" in log
-        assert "applying the batch again, every row loaded" in log
+        assert (
+            f"projection {name}: a row inserted as new was there already (database error"
+            " UniqueViolation (SQLSTATE 23505)); applying the batch again, every row loaded"
+        ) in log
     with psycopg.connect(fresh_database_url) as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone() == (1,)
         summary = conn.execute(

@@ -73,7 +73,7 @@ async def test_a_new_row_that_is_there_already_refuses_the_batch(
         ("order", "w-order"): CANCELLED,
         ("user_summary", "w-user"): SUMMARY,
     }
-    with pytest.raises(RowsExist, match=r"projection w: .*UniqueViolation"):
+    with pytest.raises(RowsExist, match=r"there already .*UniqueViolation"):
         await models.commit(
             "w", after=moved, rows=again, existing=(), to=Position(1, 2), applied=1, stop=None
         )

@@ -114,7 +114,7 @@ class PostgresReadModels:
                 cursor = await conn.execute(query("projection_commit"), params)
                 moved = await cursor.fetchone()
         except DuplicateRow as error:
-            raise RowsExist(f"projection {projection}: {error}") from error
+            raise RowsExist(f"a row inserted as new was there already ({error})") from error
         return moved == (1,)
 
     async def status(self, projections: Sequence[str]) -> list[ProjectionStatus]:
