@@ -102,7 +102,7 @@ def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> H
     return build_app(
         store=store,
         check_ready=partial(check_schema, database),
-        tokens=BearerTokens(settings.tokens),
+        tokens=BearerTokens(settings.tokens, verification=settings.verify_tokens),
         body=BodyRules(limit=settings.body_limit, seconds=settings.body_timeout),
         lifespan=lifespan,
         stopping=stopping,
