@@ -5,7 +5,10 @@ commands acknowledged, a differential backup through its unit, more commands, a 
 read from the database's clock, more commands; the data directory destroyed; restore.yml
 to T. Every command acknowledged before T is there exactly once, none after T; the API
 takes commands again, and the read models (restored with the events and the projector's
-checkpoints) agree with the events.
+checkpoints) agree with the events. Then, on the restored hosts, more commands, the data
+directory destroyed again, and restore.yml to the latest: every command acknowledged on
+either timeline's kept part is there exactly once. Before the drill, both backup units
+started at once (the Persistent= timers after a long power-off) run one after the other.
 
 Runs after test_projector.py (modules run in name order) and leaves the hosts serving, on
 the restored cluster (a new timeline), for test_tokens.py and test_uninstall.py. Not
@@ -225,6 +228,54 @@ def test_the_install_took_a_full_backup_and_scheduled_both_kinds(host: Host) -> 
     shown = host.run("runuser -u postgres -- pgbackrest --stanza=cqrs-demo info")
     shown += host.run("systemctl list-timers --no-pager 'cqrs-demo-backup@*'")
     (host.logs / f"backup-checking-{host.name}.txt").write_text(shown)
+
+
+def start_both_backups_at_once(host: Host) -> dict[str, str]:
+    """Both backup units started in one ``systemctl start --no-block`` (as the Persistent=
+    timers start them at the first boot after a long power-off); wait until neither is
+    active any more; return each unit's Result. A start that failed before anything ran
+    ('resources', see ``start_backup``) is tried again, up to 3 times."""
+    units = {kind: f"cqrs-demo-backup@{kind}.service" for kind in ("full", "diff")}
+    results: dict[str, str] = {}
+    for _ in range(3):
+        host.run(f"systemctl reset-failed {' '.join(units.values())}", check=False)
+        host.run(f"systemctl start --no-block {' '.join(units.values())}")
+        deadline = time.monotonic() + 300
+        # Until neither has a job queued or running (a queued start is still "inactive").
+        while host.run(f"systemctl list-jobs --no-legend {' '.join(units.values())}").strip():
+            assert time.monotonic() < deadline, f"{host.name}: the backups still run after 300 s"
+            time.sleep(1)
+        results = {
+            kind: host.run(f"systemctl show -p Result --value {unit}").strip()
+            for kind, unit in units.items()
+        }
+        if "resources" not in results.values():
+            return results
+        time.sleep(2)
+    return results
+
+
+def test_both_backups_started_at_once_run_one_after_the_other_and_neither_fails(
+    host: Host,
+) -> None:
+    since = host.run("date -u '+%Y-%m-%d %H:%M:%S'").strip()
+    labels = backup_labels(host)
+    results = start_both_backups_at_once(host)
+    journal = host.run(
+        f"journalctl --no-pager -o cat -u 'cqrs-demo-backup@*' --since {quote(since + ' UTC')}"
+    )
+    (host.logs / f"backup-both-at-once-{host.name}.txt").write_text(journal)
+    assert results == {"full": "success", "diff": "success"}, journal[-3000:]
+    assert "unable to acquire lock" not in journal, journal[-3000:]
+    waited = re.findall(
+        r"another cqrs-demo backup is running: the (full|diff) backup waits until it ends",
+        journal,
+    )
+    assert len(waited) == 1, journal[-3000:]
+    assert f"the other backup ended: the {waited[0]} backup starts" in journal
+    added = [label for label in backup_labels(host) if label not in labels]
+    assert sorted(label[-1] for label in added) == ["D", "F"], added
+    print(f"{host.name}: both at once: {results}; the {waited[0]} backup waited; new {added}")
 
 
 def test_restore_to_t_keeps_every_command_before_it_once_and_none_after(
