@@ -305,8 +305,10 @@ def test_after_the_restore_the_service_serves_and_the_read_models_agree(
         "active",
         "active",
     ]
-    status, body = post_order(host, f"drill_{destroyed.drills[host.name].run}_after")
+    user = f"drill_{destroyed.drills[host.name].run}_after"
+    status, body = post_order(host, user)
     assert status == 202, body
+    destroyed.drills[host.name].acknowledged["after"] = {user: Write(user, int(body["version"]))}
     order_seen_within_2_s(host, body)
     database = conninfo(host, "cqrs_projector")
     wait_until_caught_up(database, timeout=30)
@@ -319,6 +321,61 @@ def test_backups_go_on_after_the_restore(restored: dict[str, PlaybookRun], host:
     host.run("runuser -u postgres -- pgbackrest --stanza=cqrs-demo check", timeout=120)
     info = host.run("cat /var/lib/cqrs-demo-backup/info.json")
     assert '"type":"diff"' in info.replace(" ", ""), info[-2000:]
+
+
+@pytest.fixture(scope="module")
+def restored_latest(
+    appliance: Appliance, restored: dict[str, PlaybookRun], destroyed: Destroyed
+) -> dict[str, PlaybookRun]:
+    """The second half of the drill, on the restored hosts (the new timeline, and the
+    differential backup taken on it): phase D acknowledged, its WAL archived, the cluster
+    stopped and its data directory removed again; then restore.yml to the latest."""
+
+    def lose_the_disk_again(host: Host) -> None:
+        destroyed.drills[host.name].post(host, "d")
+        host.run("runuser -u postgres -- pgbackrest --stanza=cqrs-demo check", timeout=120)
+        directory = data_directory(host)
+        host.run(f"systemctl stop {cluster_unit(host)} && rm -rf {quote(directory)}")
+
+    appliance.each(lose_the_disk_again)
+    return appliance.playbook(
+        "restore.yml", "backup-restore-latest", extra={"cqrs_restore_target": "latest"}
+    )
+
+
+def test_restore_to_the_latest_keeps_every_acknowledged_command_once(
+    restored_latest: dict[str, PlaybookRun], destroyed: Destroyed, host: Host
+) -> None:
+    assert_clean(restored_latest, host.name)
+    drill = destroyed.drills[host.name]
+    assert "after" in drill.acknowledged, "the command after the restore to T was not acknowledged"
+    acknowledged = [
+        pair for phase in ("a", "b", "after", "d") for pair in drill.acknowledged[phase].items()
+    ]
+    stored = stored_rows(host, drill.run)
+    found = audit_writes(acknowledged, stored)
+    assert not found.problems, found.problems[:10]
+    after_t = sorted(user for user, _ in stored if user in drill.acknowledged["c"])
+    assert after_t == [], f"the old timeline's commands after T came back: {after_t}"
+    assert len(stored) == 3 * COMMANDS_PER_PHASE + 1
+    print(f"{host.name}: restored to the latest: {len(stored)} of the drill's rows")
+
+
+def test_after_the_restore_to_the_latest_the_service_serves_and_the_read_models_agree(
+    restored_latest: dict[str, PlaybookRun], destroyed: Destroyed, host: Host
+) -> None:
+    assert_clean(restored_latest, host.name)
+    assert psql(host, "SELECT pg_is_in_recovery()") == "f"
+    assert host.run("systemctl is-active cqrs-demo cqrs-demo-projector").split() == [
+        "active",
+        "active",
+    ]
+    status, body = post_order(host, f"drill_{destroyed.drills[host.name].run}_latest")
+    assert status == 202, body
+    order_seen_within_2_s(host, body)
+    database = conninfo(host, "cqrs_projector")
+    wait_until_caught_up(database, timeout=30)
+    assert audit(database) > 3 * COMMANDS_PER_PHASE
 
 
 def exposure(host: Host, unit: str) -> float:
