@@ -1,0 +1,299 @@
+"""The cluster mode on three booted Debian 12 hosts, each with an address of its own.
+
+In order: the hosts and their network (each reaches the others, apt reaches the mirror
+through the relay); site.yml with cqrs_cluster_enabled; the API on every host; a power cut
+of the primary's host under a load that round-robins the three APIs and retries with
+Idempotency-Key; its return as a replica; a planned switchover (switchover.yml) under load;
+and a second run of the playbook that changes nothing. The figures (seconds from the power
+cut to the first 202, commands acknowledged, lost, duplicated) are printed and kept in the
+logs directory (timings.txt, figures.txt).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.cluster import (
+    Cluster,
+    ClusterRun,
+    booted_cluster,
+    members,
+    primary,
+    run_playbook,
+)
+from tests.deploy.hosts import Host, quote
+from tests.deploy.playbooks import REPO
+from tests.support import require
+
+pytestmark = pytest.mark.deploy
+
+FAILOVER_TIMEOUT = 90.0
+REJOIN_TIMEOUT = 180.0
+
+
+def _require_tools() -> None:
+    require(sys.platform == "linux" and os.geteuid() == 0, "root on Linux (systemd-nspawn)")
+    for tool in ("debootstrap", "systemd-nspawn", "nsenter", "ip", "socat", "ssh", "tar", "zstd"):
+        require(
+            shutil.which(tool) is not None,
+            f"the {tool!r} program (packaging/bootstrap installs what is missing)",
+        )
+    require(
+        Path(sys.executable).with_name("ansible-playbook").exists(),
+        "ansible-playbook beside the test Python (packaging/bootstrap makes .venv)",
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    _require_tools()
+    with booted_cluster("bookworm") as booted:
+        yield booted
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Cluster) -> ClusterRun:
+    """The first site.yml run, with a release built for it."""
+    releases = cluster.work / "releases"
+    release = f"cluster-test-{time.strftime('%Y%m%dT%H%M%S')}"
+    subprocess.run(
+        [str(REPO / "packaging/build-release"), "--dist", str(releases), "--build-id", release],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env={**os.environ, "CQRS_PYTHON": sys.executable},
+    )
+    cluster.release_vars = {"cqrs_demo_release_dir": str(releases), "cqrs_demo_release": release}
+    run = run_playbook(cluster, "site.yml", label="1-site", extra_vars=cluster.release_vars)
+    if not run.succeeded:
+        pytest.fail(f"site.yml failed: {run.summary()}", pytrace=False)
+    return run
+
+
+@dataclass
+class Load:
+    """The load generator (tests/deploy/cluster_load.py) running inside the namespace."""
+
+    process: subprocess.Popen[bytes]
+    out: Path
+    prefix: str
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Let every command in progress finish; return every command's record."""
+        self.out.with_suffix(".stop").touch()
+        try:
+            self.process.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+            pytest.fail(f"the load did not stop within 180 s ({self.out})")
+        return [json.loads(line) for line in self.out.read_text().splitlines()]
+
+    def acked_since(self, moment: float) -> list[dict[str, Any]]:
+        """The commands answered 202 whose last try was sent at or after ``moment``."""
+        if not self.out.exists():
+            return []
+        records = [json.loads(line) for line in self.out.read_text().splitlines() if line]
+        return [r for r in records if r["acked"] and r["sent"] >= moment]
+
+
+def start_load(cluster: Cluster, label: str) -> Load:
+    out = cluster.logs / f"load-{label}.jsonl"
+    prefix = f"cluster-{label}-{uuid.uuid4().hex[:8]}"
+    urls = [f"http://{host.address}:{host.http_port}" for host in cluster.hosts.values()]
+    log = (cluster.logs / f"load-{label}.log").open("wb")
+    process = subprocess.Popen(
+        cluster.network.enter(
+            [sys.executable, "-m", "tests.deploy.cluster_load", str(out), prefix, *urls]
+        ),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    return Load(process, out, prefix)
+
+
+def stored(host: Host, prefix: str) -> dict[str, int]:
+    """Events per stream for the load's users, read on ``host`` (the primary) as postgres."""
+    sql = (
+        "SELECT aggregate_id, count(*) FROM events "
+        "WHERE aggregate_id LIKE :'prefix' || '-%' GROUP BY aggregate_id"
+    )
+    output = host.run(
+        f"cd / && echo {quote(sql)} | runuser -u postgres -- psql -X -A -t -q -F ' ' "
+        f"-d cqrs_events -v prefix={quote(prefix)}"
+    )
+    return {line.split()[0]: int(line.split()[1]) for line in output.splitlines() if line}
+
+
+def audit(cluster: Cluster, load: Load, records: list[dict[str, Any]]) -> dict[str, int]:
+    """Check every acknowledged command is stored exactly once; return the counts."""
+    leader = wait_for_primary(cluster, FAILOVER_TIMEOUT)
+    streams = stored(leader, load.prefix)
+    acked = [record for record in records if record["acked"]]
+    lost = [r["aggregate_id"] for r in acked if streams.get(r["aggregate_id"], 0) == 0]
+    duplicated = {stream: n for stream, n in streams.items() if n > 1}
+    given_up = [record for record in records if not record["acked"]]
+    figures = {
+        "commands": len(records),
+        "acknowledged": len(acked),
+        "retried": sum(1 for record in acked if record["tries"] > 1),
+        "given up": len(given_up),
+        "lost": len(lost),
+        "duplicated": len(duplicated),
+    }
+    assert not lost, f"acknowledged but not stored: {lost[:10]} ({figures})"
+    assert not duplicated, f"stored more than once: {list(duplicated.items())[:10]}"
+    assert not given_up, f"never acknowledged within 90 s: {given_up[:3]}"
+    return figures
+
+
+def wait_for_primary(cluster: Cluster, timeout: float) -> Host:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        leader = primary(cluster)
+        if leader is not None:
+            return leader
+        time.sleep(1)
+    pytest.fail(f"no running primary within {timeout:.0f} s: {members(cluster)}")
+
+
+def record_figure(cluster: Cluster, line: str) -> None:
+    print(f"\ncluster figures: {line}", file=sys.stderr)
+    with (cluster.logs / "figures.txt").open("a") as figures:
+        figures.write(line + "\n")
+
+
+def test_each_host_reaches_the_others_at_their_own_addresses(cluster: Cluster) -> None:
+    for host in cluster.hosts.values():
+        for other in cluster.hosts.values():
+            host.run(f"timeout 5 bash -c 'echo > /dev/tcp/{other.address}/22'")
+        assert f"inet {host.address}/24" in host.run("ip -4 -o addr show dev host0")
+
+
+def test_apt_reaches_the_mirror_through_the_relay(cluster: Cluster) -> None:
+    host = cluster.hosts["cqrs-db1"]
+    host.run(
+        "DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+        "apt-get install -y -qq --no-install-recommends etcd-server",
+        timeout=600,
+    )
+    assert "etcd Version: 3.4" in host.run("etcd --version")
+
+
+def test_site_makes_a_patroni_cluster_with_a_synchronous_standby(
+    cluster: Cluster, installed: ClusterRun
+) -> None:
+    roles = sorted(str(member["Role"]) for member in members(cluster))
+    assert roles == ["Leader", "Replica", "Sync Standby"], members(cluster)
+    for host in cluster.hosts.values():
+        # No cluster of the distribution's own: PostgreSQL runs under Patroni only.
+        assert host.run("pg_lsclusters -h").strip() == ""
+        assert host.run("systemctl is-active patroni etcd").split() == ["active", "active"]
+        assert "target_session_attrs=read-write" in host.run(
+            "grep ^CQRS_DATABASE_URL= /etc/cqrs-demo/cqrs-demo.env"
+        )
+
+
+def test_every_role_connects_with_scram(cluster: Cluster, installed: ClusterRun) -> None:
+    leader = wait_for_primary(cluster, 30)
+    unscrammed = psql(
+        leader,
+        "SELECT rolname FROM pg_authid WHERE rolcanlogin "
+        "AND (rolpassword IS NULL OR rolpassword NOT LIKE 'SCRAM-SHA-256$%')",
+    )
+    assert unscrammed == "", f"login roles without a scram password: {unscrammed}"
+    methods = psql(leader, "SELECT DISTINCT auth_method FROM pg_hba_file_rules ORDER BY 1")
+    assert methods.split() == ["peer", "scram-sha-256"]
+
+
+def psql(host: Host, sql: str, database: str = "postgres") -> str:
+    """Run ``sql`` on ``host`` as the postgres superuser; return psql's unaligned output."""
+    return host.run(
+        f"cd / && echo {quote(sql)} | runuser -u postgres -- psql -X -A -t -q -d {database}"
+    ).strip()
+
+
+def test_each_api_accepts_a_command(cluster: Cluster, installed: ClusterRun) -> None:
+    load = start_load(cluster, "smoke")
+    time.sleep(5)
+    figures = audit(cluster, load, load.stop())
+    urls = {record["url"] for record in load.acked_since(0)}
+    assert len(urls) == 3, f"202 only from {urls}"
+    record_figure(cluster, f"smoke: {figures}")
+
+
+def test_power_cut_of_the_primary_loses_nothing_and_it_rejoins(
+    cluster: Cluster, installed: ClusterRun
+) -> None:
+    old = wait_for_primary(cluster, 30)
+    load = start_load(cluster, "power-cut")
+    time.sleep(10)
+    cut = time.time()
+    old.power_cut()
+    deadline = time.monotonic() + FAILOVER_TIMEOUT
+    while not load.acked_since(cut) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = load.acked_since(cut)
+    assert after, f"no 202 within {FAILOVER_TIMEOUT:.0f} s of the power cut: {members(cluster)}"
+    first = min(record["answered"] for record in after) - cut
+    time.sleep(10)
+    figures = audit(cluster, load, load.stop())
+    new = wait_for_primary(cluster, 10)
+    assert new is not old
+    record_figure(
+        cluster,
+        f"power cut of {old.name}: first 202 after {first:.1f} s; new primary "
+        f"{new.name}; {figures}",
+    )
+
+    started = time.monotonic()
+    old.boot()
+    deadline = time.monotonic() + REJOIN_TIMEOUT
+    while time.monotonic() < deadline:
+        state = {str(m["Member"]): m for m in members(cluster)}.get(old.name, {})
+        if state.get("Role") in ("Replica", "Sync Standby") and state.get("State") in (
+            "running",
+            "streaming",
+        ):
+            break
+        time.sleep(2)
+    else:
+        pytest.fail(f"{old.name} not a running replica {REJOIN_TIMEOUT:.0f} s after its boot")
+    record_figure(
+        cluster, f"{old.name} back as a replica {time.monotonic() - started:.0f} s after its boot"
+    )
+    verify = run_playbook(cluster, "verify.yml", label="2-verify-after-power-cut")
+    assert verify.succeeded, verify.summary()
+
+
+def test_switchover_under_load_loses_nothing(cluster: Cluster, installed: ClusterRun) -> None:
+    old = wait_for_primary(cluster, 30)
+    load = start_load(cluster, "switchover")
+    time.sleep(5)
+    run = run_playbook(cluster, "switchover.yml", label="3-switchover")
+    time.sleep(5)
+    figures = audit(cluster, load, load.stop())
+    assert run.succeeded, run.summary()
+    new = wait_for_primary(cluster, 10)
+    assert new is not old
+    record_figure(cluster, f"switchover {old.name} -> {new.name}: {figures}")
+
+
+def test_a_second_run_changes_nothing(cluster: Cluster, installed: ClusterRun) -> None:
+    run = run_playbook(cluster, "site.yml", label="4-site-again", extra_vars=cluster.release_vars)
+    assert run.succeeded, run.summary()
+    assert set(run.changed.values()) == {0}, run.summary()
