@@ -276,7 +276,9 @@ def test_power_cut_of_the_primary_loses_nothing_and_it_rejoins(
     record_figure(
         cluster, f"{old.name} back as a replica {time.monotonic() - started:.0f} s after its boot"
     )
-    verify = run_playbook(cluster, "verify.yml", label="2-verify-after-power-cut")
+    verify = run_playbook(
+        cluster, "verify.yml", label="2-verify-after-power-cut", extra_vars=cluster.release_vars
+    )
     assert verify.succeeded, verify.summary()
 
 
