@@ -7,9 +7,10 @@ own (PREFIX-WORKER-SERIAL), the first try to the next API in turn (round robin).
 gets no answer, a 5xx or a 409 (the same key still in flight) is sent again with the same
 ``Idempotency-Key`` to the next API, until it is answered 202 or ``GIVE_UP_SECONDS`` pass.
 Each command's outcome goes to OUT as one JSON line as soon as it is known: the user, the
-key, ``acked`` (202 or not), the wall-clock time its last try was sent and answered, how
-many tries it took and the answers of the last failed ones. The load stops when the file
-OUT.stop appears (a command in progress is finished first) or after ``MAX_SECONDS``.
+key, ``acked`` (202 or not), the wall-clock times its last try was sent and answered and
+its first failed try was answered, how many tries it took and the answers of the last
+failed ones. The load stops when the file OUT.stop appears (a command in progress is
+finished first) or after ``MAX_SECONDS``.
 """
 
 import json
@@ -56,6 +57,7 @@ def send(urls: list[str], turn: "count[int]", user_id: str) -> dict[str, Any]:
     body = json.dumps({"user_id": user_id, **ORDER}).encode()
     first = time.time()
     failures: list[str] = []
+    first_failure: float | None = None
     while True:
         url = urls[next(turn) % len(urls)]
         sent = time.time()
@@ -72,8 +74,10 @@ def send(urls: list[str], turn: "count[int]", user_id: str) -> dict[str, Any]:
                 "sent": sent,
                 "answered": answered,
                 "tries": len(failures) + 1,
+                "first_failure": first_failure,
                 "failures": failures[-5:],
             }
+        first_failure = answered if first_failure is None else first_failure
         failures.append(f"{url} {status} {answer}"[:300])
         if answered - first > GIVE_UP_SECONDS:
             return {
@@ -84,6 +88,7 @@ def send(urls: list[str], turn: "count[int]", user_id: str) -> dict[str, Any]:
                 "sent": sent,
                 "answered": answered,
                 "tries": len(failures),
+                "first_failure": first_failure,
                 "failures": failures[-5:],
             }
         time.sleep(RETRY_PAUSE)

@@ -1,4 +1,7 @@
-"""The cluster mode on three booted Debian 12 hosts, each with an address of its own.
+"""The cluster mode on three booted Debian hosts, each with an address of its own.
+
+Debian 12 unless CQRS_TEST_CLUSTER_SUITE names another suite (trixie: Debian 13); one
+suite per run keeps the suite's time within CI's.
 
 In order: the hosts and their network (each reaches the others, apt reaches the mirror
 through the relay); site.yml with cqrs_cluster_enabled; the API on every host; a power cut
@@ -37,6 +40,7 @@ from tests.support import require
 
 pytestmark = pytest.mark.deploy
 
+SUITE = os.environ.get("CQRS_TEST_CLUSTER_SUITE") or "bookworm"
 FAILOVER_TIMEOUT = 90.0
 REJOIN_TIMEOUT = 180.0
 
@@ -57,7 +61,7 @@ def _require_tools() -> None:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     _require_tools()
-    with booted_cluster("bookworm") as booted:
+    with booted_cluster(SUITE) as booted:
         yield booted
 
 
@@ -99,12 +103,29 @@ class Load:
             pytest.fail(f"the load did not stop within 180 s ({self.out})")
         return [json.loads(line) for line in self.out.read_text().splitlines()]
 
-    def acked_since(self, moment: float) -> list[dict[str, Any]]:
-        """The commands answered 202 whose last try was sent at or after ``moment``."""
+    def records(self) -> list[dict[str, Any]]:
+        """The records written so far (commands still being retried are not among them)."""
         if not self.out.exists():
             return []
-        records = [json.loads(line) for line in self.out.read_text().splitlines() if line]
-        return [r for r in records if r["acked"] and r["sent"] >= moment]
+        return [json.loads(line) for line in self.out.read_text().splitlines() if line]
+
+    def acked_since(self, moment: float) -> list[dict[str, Any]]:
+        """The commands answered 202 whose last try was sent at or after ``moment``."""
+        return [r for r in self.records() if r["acked"] and r["sent"] >= moment]
+
+    def recovered(self, cut: float) -> float | None:
+        """When the first 202 came after the outage that began at ``cut``, if it came.
+
+        The outage shows as the first failed try after ``cut``; a command or two that the
+        dying primary still committed in its last milliseconds does not end it.
+        """
+        records = self.records()
+        failed = [r["first_failure"] for r in records if (r["first_failure"] or 0) >= cut]
+        if not failed:
+            return None
+        began = min(failed)
+        after = [r["answered"] for r in records if r["acked"] and r["sent"] >= began]
+        return min(after) if after else None
 
 
 def start_load(cluster: Cluster, label: str) -> Load:
@@ -191,13 +212,19 @@ def test_apt_reaches_the_mirror_through_the_relay(cluster: Cluster) -> None:
         "apt-get install -y -qq --no-install-recommends etcd-server",
         timeout=600,
     )
-    assert "etcd Version: 3.4" in host.run("etcd --version")
+    assert "etcd Version: 3." in host.run("etcd --version")
 
 
 def test_site_makes_a_patroni_cluster_with_a_synchronous_standby(
     cluster: Cluster, installed: ClusterRun
 ) -> None:
-    roles = sorted(str(member["Role"]) for member in members(cluster))
+    # Patroni names the synchronous standby within a loop or two of the primary's start.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        roles = sorted(str(member["Role"]) for member in members(cluster))
+        if roles == ["Leader", "Replica", "Sync Standby"]:
+            break
+        time.sleep(1)
     assert roles == ["Leader", "Replica", "Sync Standby"], members(cluster)
     for host in cluster.hosts.values():
         # No cluster of the distribution's own: PostgreSQL runs under Patroni only.
@@ -245,11 +272,11 @@ def test_power_cut_of_the_primary_loses_nothing_and_it_rejoins(
     cut = time.time()
     old.power_cut()
     deadline = time.monotonic() + FAILOVER_TIMEOUT
-    while not load.acked_since(cut) and time.monotonic() < deadline:
+    while load.recovered(cut) is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    after = load.acked_since(cut)
-    assert after, f"no 202 within {FAILOVER_TIMEOUT:.0f} s of the power cut: {members(cluster)}"
-    first = min(record["answered"] for record in after) - cut
+    recovered = load.recovered(cut)
+    assert recovered, f"no 202 within {FAILOVER_TIMEOUT:.0f} s of the power cut: {members(cluster)}"
+    first = recovered - cut
     time.sleep(10)
     figures = audit(cluster, load, load.stop())
     new = wait_for_primary(cluster, 10)
