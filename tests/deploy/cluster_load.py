@@ -69,6 +69,8 @@ def send(urls: list[str], turn: "count[int]", user_id: str) -> dict[str, Any]:
                 "key": key,
                 "acked": True,
                 "aggregate_id": answer["aggregate_id"],
+                "version": answer["version"],
+                "event_id": answer["event_ids"][-1],
                 "url": url,
                 "first": first,
                 "sent": sent,
