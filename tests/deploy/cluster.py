@@ -181,7 +181,8 @@ def booted_cluster(suite: str = "bookworm") -> Iterator[Cluster]:
 
     Yields once every host answers SSH with systemd up. On the way out, whatever happened:
     the hosts' journals are kept in the logs directory, the hosts powered off, the relays
-    stopped, the namespace deleted, the root filesystems removed (unless CQRS_TEST_KEEP=1).
+    stopped, the namespace deleted, the root filesystems, releases and key removed (unless
+    CQRS_TEST_KEEP=1); the logs stay.
     """
     started = time.monotonic()
     work = Path(f"/var/tmp/cqrs-demo-cluster-{os.getpid()}-{time.strftime('%Y%m%dT%H%M%S')}")
@@ -230,8 +231,10 @@ def booted_cluster(suite: str = "bookworm") -> Iterator[Cluster]:
             "".join(f"{label}: {seconds:.0f} s\n" for label, seconds in cluster.timings.items())
         )
         if os.environ.get("CQRS_TEST_KEEP") != "1":
-            for host in hosts.values():
-                subprocess.run(["rm", "-rf", "--one-file-system", str(host.root)], timeout=300)
+            for path in (*(host.root for host in hosts.values()), work / "releases"):
+                subprocess.run(["rm", "-rf", "--one-file-system", str(path)], timeout=300)
+            for path in (key, key.with_suffix(".pub"), work / "known_hosts"):
+                path.unlink(missing_ok=True)
         print(f"\ncluster tests: logs in {work / 'logs'}", file=sys.stderr)
 
 
