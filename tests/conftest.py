@@ -9,7 +9,15 @@ import pytest
 
 from cqrs_demo.localdb import LocalPostgres, LocalPostgresError
 from cqrs_demo.store.pool import Database
-from tests.support import IN_CI, Service, events_table_state, new_database, running_service
+from tests.support import (
+    IN_CI,
+    Replicated,
+    Service,
+    events_table_state,
+    new_database,
+    replicated,
+    running_service,
+)
 
 # Helpers with assertions, imported by tests of more than one folder (the deployment tests
 # audit the projector as its own tests do): registered here, before any test imports them.
@@ -30,6 +38,18 @@ def postgres() -> Iterator[LocalPostgres]:
         pytest.skip(f"needs PostgreSQL server binaries: {error}")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def primary_and_standby() -> Iterator[Replicated]:
+    """A primary and a hot standby streaming from it (``replicated``) for the module."""
+    try:
+        with replicated() as servers:
+            yield servers
+    except LocalPostgresError as error:
+        if IN_CI:
+            pytest.fail(f"CI=true and the primary and standby did not start: {error}")
+        pytest.skip(f"needs PostgreSQL server binaries with pg_basebackup: {error}")
 
 
 @pytest.fixture(scope="session")

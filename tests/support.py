@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -51,6 +52,47 @@ def new_database(postgres: LocalPostgres, name: str) -> str:
         timeout=60,
     )
     return url
+
+
+@dataclass(frozen=True)
+class Replicated:
+    """A private primary with a migrated ``cqrs_events`` database and a hot standby
+    streaming from it, each on a port of its own."""
+
+    primary: LocalPostgres
+    standby: LocalPostgres
+
+    def url(self, *servers: LocalPostgres | int, role: str = "read-write") -> str:
+        """A libpq URL of ``cqrs_events`` naming ``servers`` in order (a port: a server
+        that is not there), with ``target_session_attrs=role``."""
+        hosts = ",".join(
+            f"127.0.0.1:{server if isinstance(server, int) else server.port}" for server in servers
+        )
+        return f"postgresql://postgres@{hosts}/cqrs_events?target_session_attrs={role}"
+
+    def replayed(self, timeout: float = 10.0) -> None:
+        """Wait until the standby has replayed all the WAL the primary has written so far."""
+        written = self.primary.psql("postgres", "SELECT pg_current_wal_lsn()").strip()
+        deadline = time.monotonic() + timeout
+        caught_up = f"SELECT pg_last_wal_replay_lsn() >= '{written}'::pg_lsn"
+        while self.standby.psql("postgres", caught_up).strip() != "t":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the standby has not replayed up to {written} in {timeout} s")
+            time.sleep(0.05)
+
+
+@contextmanager
+def replicated() -> Iterator[Replicated]:
+    """Start a primary, migrate ``cqrs_events`` on it, start a standby of it (from a base
+    backup: it has the schema); stop and remove both afterwards."""
+    with LocalPostgres() as primary:
+        new_database(primary, "cqrs_events")
+        standby = LocalPostgres(standby_of=primary)
+        try:
+            standby.start()
+            yield Replicated(primary, standby)
+        finally:
+            standby.stop()
 
 
 def events_table_state(database_url: str) -> tuple[int, int]:

@@ -47,13 +47,18 @@ def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> H
     """The application for one worker process. Nothing connects until its lifespan starts:
     then the pool opens (waiting for ``pool_min_size`` connections) and the schema is checked;
     if either fails, start-up fails with a message naming the database. ``stopping`` tells
-    when the worker has begun to stop (long polls of the feed then answer at once)."""
-    database = Database(
-        settings.conninfo,
-        min_size=settings.pool_min_size,
-        max_size=settings.pool_max_size,
-        timeout=settings.pool_timeout,
-    )
+    when the worker has begun to stop (long polls of the feed then answer at once).
+
+    With ``settings.read_conninfo`` (``CQRS_READ_DATABASE_URL``) the queries read from a
+    second pool of the same size on it (opened and checked the same way, its failure naming
+    the read database); the commands, the stream reads, the feed, ``/api/projections`` and
+    ``/readyz`` stay on the first."""
+    database = _pool(settings, settings.conninfo)
+    pools = [(database, settings.conninfo, "database")]
+    read_database = database
+    if settings.read_conninfo is not None:
+        read_database = _pool(settings, settings.read_conninfo)
+        pools.append((read_database, settings.read_conninfo, "read database"))
     store = PostgresEventStore(
         database,
         idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
@@ -64,19 +69,21 @@ def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> H
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
-            await database.open(wait_seconds=max(settings.pool_timeout, START_TIMEOUT_SECONDS))
-        except StoreUnavailable as error:
-            where = describe(settings.conninfo)
-            raise StoreUnavailable(f"cannot connect to the database {where}: {error}") from None
+        opened: list[Database] = []
         pruning = publishing = None
         try:
-            version = await check_schema(database)
+            versions = [
+                await _open_checked(pool, conninfo, settings, opened, what=what)
+                for pool, conninfo, what in pools
+            ]
             log.info(
-                "ready: schema version %d, pool %d..%d connections%s",
-                version,
+                "ready: schema version %d, pool %d..%d connections%s%s",
+                versions[0],
                 settings.pool_min_size,
                 settings.pool_max_size,
+                ""
+                if settings.read_conninfo is None
+                else ", queries read from " + describe(settings.read_conninfo),
                 ", bearer tokens required" if settings.tokens else "",
             )
             pruning = asyncio.create_task(_prune_idempotency_keys(store))
@@ -89,7 +96,8 @@ def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> H
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            await database.close()
+            for pool in opened:
+                await pool.close()
 
     return build_app(
         store=store,
@@ -98,8 +106,40 @@ def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> H
         body=BodyRules(limit=settings.body_limit, seconds=settings.body_timeout),
         lifespan=lifespan,
         stopping=stopping,
-        read_models=PostgresOrderQueries(database),
+        read_models=PostgresOrderQueries(read_database, projector_database=database),
     )
+
+
+def _pool(settings: Settings, conninfo: str) -> Database:
+    """An API worker's pool on ``conninfo``, sized and timed by ``settings``; not open."""
+    return Database(
+        conninfo,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        timeout=settings.pool_timeout,
+    )
+
+
+async def _open_checked(
+    database: Database,
+    conninfo: str,
+    settings: Settings,
+    opened: list[Database],
+    *,
+    what: str,
+) -> int:
+    """Open ``database`` (adding it to ``opened``, to be closed) and check its schema; the
+    schema version. Raises ``StoreUnavailable`` naming ``what`` and where (never the
+    password) when no connection came within ``START_TIMEOUT_SECONDS`` (or the pool
+    timeout, if longer), ``SchemaNotCurrent`` when the schema is behind this release."""
+    try:
+        await database.open(wait_seconds=max(settings.pool_timeout, START_TIMEOUT_SECONDS))
+    except StoreUnavailable as error:
+        raise StoreUnavailable(
+            f"cannot connect to the {what} {describe(conninfo)}: {error}"
+        ) from None
+    opened.append(database)
+    return await check_schema(database)
 
 
 async def _prune_idempotency_keys(store: PostgresEventStore) -> None:

@@ -23,6 +23,7 @@ from cqrs_demo.logs import configure_logging
 from cqrs_demo.ports import ProjectionStatus
 from cqrs_demo.release import release_id
 from cqrs_demo.settings import ConfigError, database_conninfo, load_settings
+from cqrs_demo.status import BACKUP_INFO
 from cqrs_demo.store.conninfo import describe
 from cqrs_demo.store.errors import MigrationChanged, SchemaNotCurrent, StoreUnavailable
 from cqrs_demo.store.projections import (
@@ -58,6 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PART",
         help=f"show PART but let it not count for the exit code ({', '.join(STATUS_GROUPS)});"
         " repeatable",
+    )
+    status.add_argument(
+        "--backup-info",
+        type=Path,
+        default=BACKUP_INFO,
+        metavar="FILE",
+        help="what `pgbackrest --output=json info` said, as the backup unit writes it after"
+        f" each backup (default {BACKUP_INFO})",
     )
     config = commands.add_parser("config", help="check environment files before they are used")
     config_actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -134,19 +143,30 @@ def _describe(migrated: Migrated) -> list[str]:
 
 
 def _check(arguments: argparse.Namespace) -> int:
+    """The settings, the database and its schema, as the service checks them at start: and
+    the read database (``CQRS_READ_DATABASE_URL``) too, when there is one."""
     settings = load_settings()
     version = asyncio.run(check_database(settings.conninfo))
     print(
         f"ok: {describe(settings.conninfo)} reachable, schema version {version} "
         f"(this release needs {latest_schema_version()})"
     )
+    if settings.read_conninfo is not None:
+        try:
+            version = asyncio.run(check_database(settings.read_conninfo))
+        except (StoreUnavailable, SchemaNotCurrent) as error:
+            raise type(error)(f"CQRS_READ_DATABASE_URL: {error}") from None
+        print(
+            f"ok: queries read from {describe(settings.read_conninfo)}, reachable,"
+            f" schema version {version}"
+        )
     return 0
 
 
 def _status(arguments: argparse.Namespace) -> int:
     from cqrs_demo.status import gather, render, use_colour
 
-    checks = gather(load_settings(), ignore=arguments.ignore)
+    checks = gather(load_settings(), ignore=arguments.ignore, backup_info=arguments.backup_info)
     print(render(checks, colour=use_colour(sys.stdout.isatty())))
     return 1 if any(check.needs_attention for check in checks) else 0
 

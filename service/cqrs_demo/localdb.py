@@ -4,6 +4,10 @@ It uses the distribution's server binaries (``/usr/lib/postgresql/<major>/bin``)
 its data in a temporary directory, listens on 127.0.0.1 and on a Unix socket inside that
 directory, trusts local connections (loopback only, nothing to steal) and is removed when
 stopped. As root it runs the server as the ``postgres`` user, since PostgreSQL refuses root.
+
+``LocalPostgres(standby_of=primary)`` is a streaming replica of another such server: a base
+backup of it (``pg_basebackup -R``) in a directory of its own, a hot standby on its own port
+and socket, which ``promote`` makes a primary.
 """
 
 import glob
@@ -53,6 +57,10 @@ class LocalPostgres:
     ``durable=False`` (the default) turns fsync off: fast and fine for tests. The benchmark
     passes ``durable=True`` to measure with production durability (fsync, synchronous
     commit, full page writes).
+
+    ``standby_of``: a hot standby streaming from that (running) server, made by its first
+    ``start`` from a base backup; it has the primary's settings, ``port`` and ``settings``
+    apart, and the primary's databases.
     """
 
     def __init__(
@@ -61,10 +69,12 @@ class LocalPostgres:
         port: int | None = None,
         durable: bool = False,
         settings: dict[str, str] | None = None,
+        standby_of: "LocalPostgres | None" = None,
     ) -> None:
         self.port = port or free_port()
         self.durable = durable
         self.extra_settings = settings or {}
+        self.primary = standby_of
         self.bindir = find_bindir()
         self.directory = Path(tempfile.mkdtemp(prefix="cqrs-demo-pg-"))
         self.datadir = self.directory / "data"
@@ -78,7 +88,10 @@ class LocalPostgres:
             self._ensure_user()
             entry = pwd.getpwnam(self._user)
             os.chown(self.directory, entry.pw_uid, entry.pw_gid)
-        if not self.datadir.exists():
+        if not self.datadir.exists() and self.primary is not None:
+            self._base_backup(self.primary)
+            self._write_settings()
+        elif not self.datadir.exists():
             self._run(
                 "initdb",
                 "-D",
@@ -111,6 +124,11 @@ class LocalPostgres:
             self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.datadir), check=False)
         if remove:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+    def promote(self) -> None:
+        """Make this standby a primary; return once it accepts writes (``pg_ctl promote
+        -w``: it waits until the server has left recovery)."""
+        self._run("pg_ctl", "promote", "-w", "-t", "60", "-D", str(self.datadir))
 
     def create_database(self, name: str) -> None:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, name)
@@ -164,6 +182,28 @@ class LocalPostgres:
         }
         with (self.datadir / "postgresql.auto.conf").open("a") as conf:
             conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
+
+    def _base_backup(self, primary: "LocalPostgres") -> None:
+        """Copy ``primary`` into this data directory, streaming the WAL made meanwhile, with
+        the settings that make it a standby of it (``-R``: ``standby.signal`` and
+        ``primary_conninfo``). The primary's ``pg_hba.conf`` (initdb's) trusts replication
+        connections from 127.0.0.1."""
+        self._run(
+            "pg_basebackup",
+            "-D",
+            str(self.datadir),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            SUPERUSER,
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+        )
 
     def _ensure_user(self) -> None:
         try:

@@ -361,11 +361,13 @@ class ReadModels(Protocol):
         *,
         after: Checkpoint,
         rows: Mapping[RowKey, ReadRow | None],
+        existing: Collection[RowKey],
         to: Position,
         applied: int,
         stop: ProjectionStop | None,
     ) -> bool:
-        """Write ``rows`` and move the checkpoint in one transaction; see
+        """Write ``rows`` (those of ``existing`` keys were there before the batch: updated;
+        the others inserted) and move the checkpoint in one transaction; see
         ``PostgresReadModels``."""
         ...
 

@@ -25,6 +25,8 @@ class ConfigError(Exception):
 @dataclass(frozen=True, slots=True)
 class Settings:
     conninfo: str = field(repr=False)  # libpq connection string, password included
+    # Where the queries read (a standby, say); None: from ``conninfo``'s pool, as commands.
+    read_conninfo: str | None = field(default=None, repr=False)
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
@@ -50,16 +52,31 @@ class Settings:
 
 
 def database_conninfo(environ: Mapping[str, str]) -> str:
-    """``CQRS_DATABASE_URL``, with the password from ``CQRS_DATABASE_PASSWORD_FILE`` if set."""
+    """``CQRS_DATABASE_URL``, with the password from ``CQRS_DATABASE_PASSWORD_FILE`` if set.
+    It must reach the primary: one naming several servers must ask for
+    ``target_session_attrs=read-write`` (``store.conninfo.build_conninfo``)."""
     url = environ.get("CQRS_DATABASE_URL", "").strip()
     if not url:
         raise ConfigError("CQRS_DATABASE_URL is not set (e.g. postgresql://user@host/cqrs_events)")
+    return _conninfo(environ, "CQRS_DATABASE_URL", url, writes=True)
+
+
+def read_database_conninfo(environ: Mapping[str, str]) -> str | None:
+    """``CQRS_READ_DATABASE_URL`` (``None`` when unset: the queries read from the pool of
+    ``CQRS_DATABASE_URL``), with the password from ``CQRS_DATABASE_PASSWORD_FILE`` if set.
+    It may name standbys, e.g. ``postgresql://app@db1,db2,db3/cqrs_events?
+    target_session_attrs=prefer-standby``."""
+    url = environ.get("CQRS_READ_DATABASE_URL", "").strip()
+    return _conninfo(environ, "CQRS_READ_DATABASE_URL", url, writes=False) if url else None
+
+
+def _conninfo(environ: Mapping[str, str], name: str, url: str, *, writes: bool) -> str:
     password_file = environ.get("CQRS_DATABASE_PASSWORD_FILE", "").strip()
     password = _read_password(password_file) if password_file else None
     try:
-        return build_conninfo(url, password=password)
+        return build_conninfo(url, password=password, writes=writes)
     except ValueError as error:
-        raise ConfigError(f"CQRS_DATABASE_URL is invalid: {error}") from None
+        raise ConfigError(f"{name} is invalid: {error}") from None
 
 
 def _read_password(path: str) -> str:
@@ -94,6 +111,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     metrics_port, projector_metrics_port = _metrics_ports(environ, port)
     return Settings(
         conninfo=database_conninfo(environ),
+        read_conninfo=read_database_conninfo(environ),
         host=_get(environ, "CQRS_HOST", _host, default.host),
         port=port,
         workers=_get(environ, "CQRS_WORKERS", _integer(1, 64), default_workers()),

@@ -33,6 +33,9 @@ API_UNIT = "cqrs-demo.service"
 PROJECTOR_UNIT = "cqrs-demo-projector.service"
 LAG_ATTENTION_SECONDS = 60.0  # a projection further behind than this needs attention
 BACKUP_MAX_AGE = timedelta(hours=26)  # a daily backup, with two hours to spare
+# `pgbackrest --output=json info`, as cqrs-demo-backup@.service writes it after each backup
+# on the database host (role cqrs_pgbackrest): readable without the repository's rights.
+BACKUP_INFO = Path("/var/lib/cqrs-demo-backup/info.json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +53,17 @@ class Check:
         return not self.ok and not self.ignored
 
 
-def gather(settings: Settings, *, ignore: Iterable[str] = ()) -> list[Check]:
-    """Every check, in screen order; those in a group of ``ignore`` are marked ignored."""
+def gather(
+    settings: Settings, *, ignore: Iterable[str] = (), backup_info: Path = BACKUP_INFO
+) -> list[Check]:
+    """Every check, in screen order; those in a group of ``ignore`` are marked ignored.
+    ``backup_info`` is what the backup unit last wrote of ``pgbackrest info``."""
     checks = [
         release_check(settings),
         unit_check("service", API_UNIT, workers=settings.workers),
         unit_check("projector", PROJECTOR_UNIT, workers=None),
         *database_checks(settings),
-        backups_check(None, now=datetime.now(UTC)),
+        backups_line(backup_info, now=datetime.now(UTC)),
     ]
     skipped = set(ignore)
     return [replace(check, ignored=check.group in skipped) for check in checks]
@@ -222,8 +228,7 @@ class LastBackup:
 
 def backups_check(last: LastBackup | None, *, now: datetime, configured: bool = False) -> Check:
     """Backups need attention until one is configured and its newest is younger than
-    ``BACKUP_MAX_AGE``. The appliance sets up none yet: its callers pass ``configured=False``;
-    the backup work passes what its tool (pgBackRest's ``info``) reports."""
+    ``BACKUP_MAX_AGE``."""
     if not configured:
         return Check(
             "backups",
@@ -235,7 +240,61 @@ def backups_check(last: LastBackup | None, *, now: datetime, configured: bool = 
         return Check("backups", "backups", False, "configured, but none made yet")
     age = now - last.finished
     detail = f"last {last.description} finished {last.finished:%Y-%m-%d %H:%M} UTC, {_age(age)} ago"
+    if age > BACKUP_MAX_AGE:
+        detail += f", over {_age(BACKUP_MAX_AGE)}: journalctl -u 'cqrs-demo-backup@*'"
     return Check("backups", "backups", age <= BACKUP_MAX_AGE, detail)
+
+
+class BackupInfoError(ValueError):
+    """What pgBackRest's ``info`` said is not what ``last_backup`` understands."""
+
+
+def last_backup(info: str) -> LastBackup | None:
+    """The newest backup (latest end) of the one stanza in ``info``, the JSON of
+    ``pgbackrest --output=json info``; ``None`` when it holds none. Raises
+    ``BackupInfoError`` for anything else than one stanza, or a stanza whose status is not
+    ok (its message in the error)."""
+    try:
+        stanzas = json.loads(info)
+        if not isinstance(stanzas, list) or len(stanzas) != 1:
+            count = len(stanzas) if isinstance(stanzas, list) else "no list of"
+            raise BackupInfoError(f"{count} stanzas, 1 expected")
+        stanza = stanzas[0]
+        status = stanza["status"]
+        backups = stanza.get("backup") or []
+        if status["code"] != 0 and not (status["code"] == 2 and not backups):
+            raise BackupInfoError(
+                f"stanza {stanza['name']}: status {status['code']}, {status['message']}"
+            )
+        if not backups:
+            return None
+        newest = max(backups, key=lambda backup: int(backup["timestamp"]["stop"]))
+        finished = datetime.fromtimestamp(int(newest["timestamp"]["stop"]), UTC)
+        return LastBackup(finished, f"{newest['type']} backup {newest['label']}")
+    except BackupInfoError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        raise BackupInfoError(f"not pgBackRest's info: {type(error).__name__} {error}") from None
+
+
+def backups_line(path: Path, *, now: datetime) -> Check:
+    """The backups line from ``path`` (``BACKUP_INFO``): none configured while it does not
+    exist, else its newest backup and that backup's age."""
+    try:
+        info = path.read_text()
+    except FileNotFoundError:
+        return Check(
+            "backups",
+            "backups",
+            False,
+            f"none configured on this host (no {path}; docs/operations.md, Backup and restore)",
+        )
+    except OSError as error:
+        return Check("backups", "backups", False, f"cannot read {path}: {error.strerror}")
+    try:
+        return backups_check(last_backup(info), now=now, configured=True)
+    except BackupInfoError as error:
+        return Check("backups", "backups", False, f"{path}: {error}")
 
 
 def _age(age: timedelta) -> str:

@@ -50,6 +50,26 @@ def test_the_document_is_openapi_3_1_and_covers_every_route(service: Service) ->
     assert ("/api/queries/users/{user_id}/orders", "get") in served
 
 
+def test_every_read_with_query_parameters_documents_the_414_of_a_long_url(
+    service: Service,
+) -> None:
+    """The HTTP edge answers 414 to a URL over its limit before any route: every read that
+    takes query parameters (where a client, or schemathesis, can make the URL long) says so."""
+    with service.client() as client:
+        document = client.get("/openapi.json").json()
+        reads = [
+            (path, item["get"])
+            for path, item in document["paths"].items()
+            if any(p["in"] == "query" for p in item.get("get", {}).get("parameters", []))
+        ]
+        assert len(reads) >= 5, reads
+        for path, operation in reads:
+            assert "414" in operation["responses"], path
+            response = client.get(re.sub(r"{\w+}", "x", path), params={"p": "1" * 9000})
+            assert response.status_code == 414, (path, response.text)
+            assert response.json()["detail"].startswith("the URL is longer than"), path
+
+
 def test_each_command_documents_its_own_answers_and_body(service: Service) -> None:
     with service.client() as client:
         document = client.get("/openapi.json").json()

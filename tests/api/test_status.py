@@ -4,9 +4,11 @@ This machine runs no systemd: the two units' lines need attention here (the depl
 tests check them on booted hosts), so most runs ignore them.
 """
 
+import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from tests.projector.test_stop_and_skip import insert_event, wait_for_state
 from tests.support import CQRS_DEMO, Service, running_service
 
 NO_UNITS = ("--ignore", "service", "--ignore", "projector")
+PGBACKREST_INFO = Path(__file__).parents[1] / "unit" / "pgbackrest"
 
 
 def status(service_url: str, database_url: str, *arguments: str) -> tuple[int, str]:
@@ -84,6 +87,30 @@ def test_a_sound_appliance_needs_attention_only_for_its_backups(
     code, screen = status(appliance.url, fresh_database_url, *NO_UNITS, "--ignore", "backups")
     assert code == 0
     assert screen.splitlines()[-1] == "nothing needs attention (3 ignored)"
+
+
+def test_the_backups_line_shows_the_last_backup_of_the_info_file_and_its_age(
+    appliance: Service, fresh_database_url: str, tmp_path: Path
+) -> None:
+    # pgBackRest's own output (tests/unit/pgbackrest/), its full backup moved to an hour
+    # before its differential one, which ended 3 hours ago and then 27.
+    saved = json.loads((PGBACKREST_INFO / "info-full-and-diff.json").read_text())
+    info = tmp_path / "info.json"
+    for hours, code in ((3, 0), (27, 1)):
+        full, diff = saved[0]["backup"]
+        diff["timestamp"]["stop"] = int(time.time()) - hours * 3600
+        full["timestamp"]["stop"] = diff["timestamp"]["stop"] - 3600
+        info.write_text(json.dumps(saved))
+        found, screen = status(
+            appliance.url, fresh_database_url, *NO_UNITS, "--backup-info", str(info)
+        )
+        assert found == code, screen
+        assert re.match(
+            rf"(ok|ATTENTION) +backups +last diff backup 20261130-070339F_20261130-070344D"
+            rf" finished .* UTC, {hours}\.0 h ago",
+            line(screen, "backups"),
+        ), screen
+    assert screen.splitlines()[-1] == "1 of 7 need attention: backups"
 
 
 def test_a_stopped_projection_needs_attention_naming_the_event(

@@ -160,6 +160,7 @@ def start_systems(
         projector = start_projector(main_database.url, workdir, arguments.tree)
         companions.append(projector)
         ours.workers.append(projector.process.pid)
+        main_database.projected = True
     target = {"ours": main_database}
     if arguments.compare_tree:
         other_database = server.create_database("cqrs_events_other")
@@ -185,8 +186,16 @@ def start_systems(
     if arguments.peer and not (
         arguments.profile or arguments.cancel or arguments.queries or arguments.freshness
     ):
-        systems.append(start_peer(arguments.peer, main_database.dsn, workdir))
-        target["peer"] = main_database
+        peer_database = main_database
+        if main_database.projected:
+            # Our projector reads every event of its database: the peer's (and the
+            # ceiling's rows) go to a database of their own, so that the projector's work
+            # during a run is all for our commands, and none is done during the peer's.
+            peer_database = server.create_database("cqrs_events_peer")
+            databases.append(peer_database)
+            migrate(peer_database.url, arguments.tree)
+        systems.append(start_peer(arguments.peer, peer_database.dsn, workdir))
+        target["peer"] = peer_database
     return target
 
 
@@ -210,7 +219,7 @@ def measure(bench: Bench) -> None:
     elif arguments.cancel:
         cancel(bench)
     else:
-        ceiling(arguments, bench.target["ours"])
+        ceiling(arguments, _unprojected(bench.target))
         bench.alternate("baseline", arguments.levels)
         print(f"\nbaseline: mean of {arguments.rounds} alternating runs per system and level\n")
         print(report.comparison(bench.runs, bench.names, "baseline"))
@@ -339,9 +348,21 @@ def lengths_read(length: int) -> str:
     return str(length) if last == length else f"{length}..{last}"
 
 
-def ceiling(arguments: argparse.Namespace, database: Database) -> None:
+def _unprojected(target: dict[str, Database]) -> Database | None:
+    """The database the ceiling's rows may go to: ours, unless a projector reads it (its
+    rows are no orders a projection can apply), then the peer's or 'other''s, if any."""
+    for name in ("ours", "peer", "other"):
+        if name in target and not target[name].projected:
+            return target[name]
+    return None
+
+
+def ceiling(arguments: argparse.Namespace, database: Database | None) -> None:
     """What PostgreSQL itself does here: pgbench, one durable single-row insert per commit."""
     if arguments.pgbench_seconds <= 0:
+        return
+    if database is None:
+        print("postgresql ceiling: not measured (every database is read by the projector)")
         return
     high_water = database.high_water_id()
     tps = run_pgbench(database.dsn, clients=25, seconds=arguments.pgbench_seconds)

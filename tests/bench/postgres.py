@@ -90,6 +90,7 @@ class Database:
         self.pgbench_rows = 0  # rows written by the ceiling measurement, not by a run
         self.preloaded_rows = 0  # rows inserted between runs (--cancel's streams)
         self.statements = False  # pg_stat_statements loaded: time the statements of a run
+        self.projected = False  # a projector keeps read models of it: wait for it after a run
 
     def close(self) -> None:
         self.conn.close()
@@ -140,6 +141,14 @@ class Database:
         ).fetchone()
         assert row is not None
         return float(row[0])
+
+    def projection_lag(self) -> int:
+        """Events the slowest projection has not applied yet (0 with no checkpoint)."""
+        return self.scalar(
+            "SELECT coalesce(max((SELECT count(*) FROM events e"
+            " WHERE (e.transaction_id, e.id) > (c.transaction_id, c.event_number))), 0)"
+            " FROM projection_checkpoints c WHERE c.projection NOT LIKE '%%:rebuild'"
+        )
 
     def wal(self) -> tuple[int, int, int]:
         """(WAL bytes, full-page images, WAL syncs) written since the server started."""

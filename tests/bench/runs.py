@@ -25,6 +25,9 @@ class Run:
     wal: tuple[int, int, int]  # WAL bytes, full-page images, WAL syncs during the run
     peak_kib: dict[int, int]  # VmHWM per worker pid, after the run
     statement_ms: float | None  # execution time of the system's statements (if measured)
+    # With a projector: events it had not applied when the load stopped, and the seconds it
+    # took to apply them (counted in the CPU and WAL above, which are its work too).
+    projector_behind: tuple[int, float] | None = None
 
     def per_request(self, amount: float) -> float:
         return amount / max(self.load.responses, 1)
@@ -49,6 +52,12 @@ class Run:
             peak_line = f"statements {self.per_request(self.statement_ms):.3f} ms/request | "
         else:
             peak_line = ""
+        if self.projector_behind is not None:
+            behind, seconds = self.projector_behind
+            peak_line = (
+                f"projector {behind} events behind at the end, {seconds:.1f} s to apply them"
+                f" | {peak_line}"
+            )
         return (
             f"{self.phase:>8} c={load.connections:<3} {self.system:<5} "
             f"{load.rps:8.1f} rps  p50 {load.p50_ms:7.2f}  p99 {load.p99_ms:7.2f}  "
@@ -110,6 +119,7 @@ def run_once(
         script=workload.script,
         script_arguments=workload.arguments,
     )
+    projector_behind = _projector_caught_up(database) if database.projected else None
     cpu_after = snapshot(groups, reaping=[server.postmaster()])
     database.wait_quiet()
     statements = database.statement_milliseconds()
@@ -137,4 +147,20 @@ def run_once(
         ),
         peak_kib={pid: memory_kib(pid).get("VmHWM", 0) for pid in system.workers},
         statement_ms=statements,
+        projector_behind=projector_behind,
     )
+
+
+def _projector_caught_up(database: Database, *, timeout: float = 120.0) -> tuple[int, float]:
+    """Wait until the projector has applied every event: how many it had not when called,
+    and how long that took. Its work for the run's commands is the run's, so the CPU is
+    counted until then. Raises if it takes longer than ``timeout``."""
+    started = time.monotonic()
+    behind = database.projection_lag()
+    while database.projection_lag() > 0:
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(
+                f"the projector was {behind} events behind, still behind after {timeout:.0f} s"
+            )
+        time.sleep(0.05)
+    return behind, time.monotonic() - started

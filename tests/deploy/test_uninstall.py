@@ -18,6 +18,11 @@ def test_the_documented_uninstall_leaves_nothing_of_the_appliance(host: Host) ->
         "/var/www/cqrs-demo",
         "/etc/cqrs-demo",
         "/etc/postgresql-common/createcluster.d/cqrs-demo.conf",
+        "/etc/systemd/system/cqrs-demo-backup@.service",
+        "/etc/systemd/system/cqrs-demo-backup@.timer",
+        "/etc/systemd/system/cqrs-demo-backup@full.timer.d",
+        "/etc/pgbackrest/pgbackrest.conf",
+        "/var/lib/cqrs-demo-backup",
     ):
         assert host.try_run(f"test -e {path}").returncode == 1, path
     assert host.try_run("getent passwd cqrs-demo").returncode == 2
@@ -31,3 +36,6 @@ def test_the_documented_uninstall_leaves_nothing_of_the_appliance(host: Host) ->
     )
     assert left.split() == ["0", "0"]
     assert host.run("systemctl is-active postgresql").strip() == "active"
+    assert host.run("systemctl list-timers --all --no-legend 'cqrs-demo-backup@*'").strip() == ""
+    archiving = f"runuser -u postgres -- psql -p {host.postgresql_port} -Atc 'SHOW archive_mode'"
+    assert host.run(archiving).strip() == "off"

@@ -23,19 +23,14 @@ def indexes(url: str) -> list[str]:
 async def test_the_rebuilt_tables_get_the_secondary_indexes_before_the_swap(
     fresh_database_url: str,
 ) -> None:
-    live = ["public.orders_by_user", "public.orders_by_user_and_status", "public.orders_pkey"]
+    live = ["public.orders_by_user_and_status", "public.orders_pkey"]
     assert indexes(fresh_database_url) == live
     rebuilding, pools = await open_rebuild(fresh_database_url, "orders")
     try:
         await rebuilding.start(afresh=True)
         assert indexes(fresh_database_url) == sorted([*live, "projection_rebuild.orders_pkey"])
-        with psycopg.connect(fresh_database_url, autocommit=True) as conn:  # as if interrupted
-            conn.execute(
-                "CREATE INDEX orders_by_user ON projection_rebuild.orders"
-                " (user_id, placed_at DESC, order_id DESC)"
-            )
         assert await rebuilding.index() == 1
-        assert await rebuilding.index() == 0
+        assert await rebuilding.index() == 0  # resumed after it was built: none again
         rebuilt = [name.replace("public.", "projection_rebuild.") for name in live]
         assert indexes(fresh_database_url) == sorted([*live, *rebuilt])
         await rebuilding.swap()

@@ -310,6 +310,18 @@ def test_check_reports_ok_or_why_not(empty_database: str) -> None:
     assert current.stdout.startswith("ok: postgres@127.0.0.1:")
 
 
+def test_check_checks_the_read_database_too_naming_it(database_url: str) -> None:
+    both = run_cli("check", CQRS_DATABASE_URL=database_url, CQRS_READ_DATABASE_URL=database_url)
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.splitlines()[1].startswith("ok: queries read from postgres@127.0.0.1:")
+    nowhere = "postgresql://nobody@127.0.0.1:1/cqrs_events"
+    failed = run_cli("check", CQRS_DATABASE_URL=database_url, CQRS_READ_DATABASE_URL=nowhere)
+    assert failed.returncode == 1
+    assert failed.stderr.startswith(
+        "cqrs-demo check: CQRS_READ_DATABASE_URL: cannot connect to the database:"
+    )
+
+
 def test_check_names_an_unreachable_database() -> None:
     result = run_cli("check", CQRS_DATABASE_URL="postgresql://nobody@127.0.0.1:1/cqrs_events")
     assert result.returncode == 1

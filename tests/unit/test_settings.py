@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from cqrs_demo.settings import ConfigError, load_settings
+from cqrs_demo.store.conninfo import describe
 
 URL = {"CQRS_DATABASE_URL": "postgresql://app@db.example:5433/cqrs_events"}
 
@@ -108,3 +109,97 @@ def test_an_empty_password_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("\n")
     with pytest.raises(ConfigError, match="CQRS_DATABASE_PASSWORD_FILE is empty"):
         load_settings({**URL, "CQRS_DATABASE_PASSWORD_FILE": str(tmp_path / "pw")})
+
+
+CLUSTER = "postgresql://app:pw@db1:5432,db2:5433,db3:5432/cqrs_events"
+READ = {**URL, "CQRS_READ_DATABASE_URL": f"{CLUSTER}?target_session_attrs=prefer-standby"}
+
+
+def test_without_a_read_url_the_queries_use_the_database_url() -> None:
+    assert load_settings(URL).read_conninfo is None
+
+
+def test_multi_host_urls_are_taken_for_writes_and_for_reads(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("from-file\n")
+    settings = load_settings(
+        {
+            "CQRS_DATABASE_URL": f"{CLUSTER}?target_session_attrs=read-write",
+            "CQRS_READ_DATABASE_URL": f"{CLUSTER}?target_session_attrs=prefer-standby",
+            "CQRS_DATABASE_PASSWORD_FILE": str(tmp_path / "pw"),
+        }
+    )
+    for conninfo, role in ((settings.conninfo, "read-write"), (settings.read_conninfo, "prefer")):
+        assert conninfo is not None
+        assert "host=db1,db2,db3 port=5432,5433,5432" in conninfo
+        assert f"target_session_attrs={role}" in conninfo
+        assert "password=from-file" in conninfo  # the file's, for both
+    assert "from-file" not in repr(settings)
+
+
+def test_a_key_value_dsn_with_several_hosts_is_taken() -> None:
+    dsn = "host=db1,db2 port=5432 dbname=cqrs_events target_session_attrs=primary"
+    assert "host=db1,db2" in load_settings({"CQRS_DATABASE_URL": dsn}).conninfo
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        (
+            {"CQRS_DATABASE_URL": CLUSTER},
+            "CQRS_DATABASE_URL is invalid: names 3 servers without"
+            " target_session_attrs=read-write: the first that answers could be a standby",
+        ),
+        (
+            {"CQRS_DATABASE_URL": "postgresql://app@db1/cqrs_events?target_session_attrs=standby"},
+            "CQRS_DATABASE_URL is invalid: target_session_attrs=standby would connect to a"
+            " standby: use read-write",
+        ),
+        (
+            {"CQRS_DATABASE_URL": "postgresql://app@db1:5432,db2:54x2/cqrs_events"},
+            "CQRS_DATABASE_URL is invalid: port 2 ('54x2') is not a number from 1 to 65535",
+        ),
+        (
+            {"CQRS_DATABASE_URL": "host=db1,db2,db3 port=5432,5433 target_session_attrs=primary"},
+            "CQRS_DATABASE_URL is invalid: 2 ports for 3 hosts: give one, or one per host",
+        ),
+        (
+            {"CQRS_DATABASE_URL": "postgresql://app@db1,,db3/x?target_session_attrs=read-write"},
+            "CQRS_DATABASE_URL is invalid: host 2 of 3 is empty",
+        ),
+        (
+            {**URL, "CQRS_READ_DATABASE_URL": "postgresql://app@db1:5432,db2:99999/cqrs_events"},
+            "CQRS_READ_DATABASE_URL is invalid: port 2 ('99999') is not a number from 1 to 65535",
+        ),
+        (
+            {**URL, "CQRS_READ_DATABASE_URL": f"{CLUSTER}?target_session_attrs=prefer_standby"},
+            "CQRS_READ_DATABASE_URL is invalid: target_session_attrs='prefer_standby' is not"
+            " one of any, read-write, read-only, primary, standby, prefer-standby",
+        ),
+        (
+            {**URL, "CQRS_READ_DATABASE_URL": f"{CLUSTER}?load_balance_hosts=roundrobin"},
+            "CQRS_READ_DATABASE_URL is invalid: load_balance_hosts='roundrobin' is not one of",
+        ),
+        (
+            {**URL, "CQRS_READ_DATABASE_URL": "postgresql://[bad"},
+            "CQRS_READ_DATABASE_URL is invalid: not a valid libpq URL or DSN",
+        ),
+        (
+            {**READ, "CQRS_DATABASE_PASSWORD_FILE": "/nonexistent/pw"},
+            "CQRS_DATABASE_PASSWORD_FILE cannot be read: /nonexistent/pw",
+        ),
+    ],
+)
+def test_a_malformed_list_of_servers_is_refused_naming_the_variable(
+    environ: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ)
+    assert str(caught.value).startswith(named)
+    assert "\n" not in str(caught.value)
+
+
+def test_log_lines_name_every_server_and_never_the_password() -> None:
+    settings = load_settings(READ)
+    assert settings.read_conninfo is not None
+    assert describe(settings.read_conninfo) == "app@db1:5432,db2:5433,db3:5432/cqrs_events"
+    assert describe(settings.conninfo) == "app@db.example:5433/cqrs_events"

@@ -8,6 +8,7 @@ position a command's 202 gave), a query answers only at or past it: it waits up 
 without saying so.
 """
 
+import asyncio
 import base64
 import contextlib
 import re
@@ -61,6 +62,9 @@ MAX_LIMIT = 1000
 DEFAULT_WAIT_MS = 2000
 MAX_WAIT_MS = 10_000
 MAX_CURSOR_LENGTH = 1024
+# How often a query reads again when its read after the wait was still behind (another
+# standby than the one the wait read): as often as the wait polls (``PositionWatch``).
+REREAD_SECONDS = 0.010
 _CURSOR = re.compile(r"[A-Za-z0-9_-]+")
 _FRESHNESS = ("min_position", "wait_ms")
 _LISTING = ("status", "limit", "after", *_FRESHNESS)
@@ -162,22 +166,33 @@ class QueryEndpoints:
     ) -> Projected[T]:
         """``read()``'s answer, at or past ``freshness.wanted``: read at once, and if the
         projection is behind, wait for it (holding no connection) and read again. Raises
-        ``ProjectionBehind`` when it is still behind after the wait, or at once when it is
-        stopped short of the position."""
+        ``ProjectionBehind`` when it is still behind after ``freshness.wait_ms``, or at once
+        when it is stopped short of the position.
+
+        The read after the wait can find the projection behind again: on a read pool naming
+        several standbys it may land on one whose replay is behind the one the wait read
+        (and a rebuild swapped in starts over). Then it reads again every
+        ``REREAD_SECONDS``, each time on the pool's next connection, within the same
+        ``wait_ms``: never an answer behind ``wanted``."""
         answer = await read()
         wanted = freshness.wanted
         if wanted is None or answer.position >= wanted:
             return answer
         started = time.monotonic()
+        deadline = started + freshness.wait_ms / 1000
         standing = await self._read_models.wait_for(
             projection, wanted, wait_seconds=freshness.wait_ms / 1000
         )
         reached, stopped_at = standing.position, standing.stopped_at
         if reached >= wanted:
-            answer = await read()
-            if answer.position >= wanted:
-                return answer
-            reached, stopped_at = answer.position, None  # gone back since (a rebuild)
+            while True:
+                answer = await read()
+                if answer.position >= wanted:
+                    return answer
+                if time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(REREAD_SECONDS)
+            reached, stopped_at = answer.position, None
         waited_ms = round((time.monotonic() - started) * 1000)
         raise ProjectionBehind(
             projection, wanted, reached, waited_ms=waited_ms, stopped_at=stopped_at

@@ -13,7 +13,11 @@ Batches that are not full start ``BATCH_INTERVAL_SECONDS`` apart at least: every
 transaction wakes the projector, and a batch per wake-up (a feed read, the rows' loads and a
 transaction, per projection) cost more round trips than the commands themselves, and
 slowed lone commands down (``docs/performance.md``, "Create with the projector running").
-A full batch (a backlog) is followed by the next at once.
+While the feed brings ``BUSY_EVENTS_PER_SECOND`` or more, they start
+``BUSY_BATCH_INTERVAL_SECONDS`` apart: a batch costs about as much CPU as a few hundred
+events besides its events' own, and on a busy machine that CPU is the commands'. Below that
+rate (most of the time) a command is visible sooner. A full batch (a backlog) is followed by
+the next at once.
 """
 
 import asyncio
@@ -36,6 +40,8 @@ from cqrs_demo.projector.feed import DecodedPage, SharedFeed
 log = logging.getLogger("cqrs_demo.projector")
 
 BATCH_INTERVAL_SECONDS = 0.010
+BUSY_EVENTS_PER_SECOND = 4_000
+BUSY_BATCH_INTERVAL_SECONDS = 0.040
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 10.0
 # The cycle collector's thresholds in a projecting process (Python's defaults: 700, 10, 10).
@@ -94,7 +100,8 @@ async def _while_held(
     caught_up = False
     first = True
     checked = time.monotonic()
-    next_read = checked  # when the next batch may be read (BATCH_INTERVAL_SECONDS)
+    next_read = checked  # when the next batch may be read (batch_interval)
+    last_read = checked - parts.poll_seconds
     while True:
         if time.monotonic() - checked >= parts.poll_seconds:
             if not await lock.still_held():
@@ -114,7 +121,8 @@ async def _while_held(
         started = time.monotonic()
         page = await parts.feed.page_after(checkpoint.position)
         full = len(page.events) >= parts.feed.batch_size
-        next_read = started if full else started + BATCH_INTERVAL_SECONDS
+        pause = 0.0 if full else batch_interval(len(page.events), started - last_read)
+        next_read, last_read = started + pause, started
         if not page.events:
             if not caught_up:
                 log.info(
@@ -127,6 +135,13 @@ async def _while_held(
             await _wait(wakeup, parts.poll_seconds)
             continue
         checkpoint = await _apply(projection, parts.read_models, checkpoint, page)
+
+
+def batch_interval(events: int, since_last_read: float) -> float:
+    """How long after a batch that was not full the next may be read: the batch held
+    ``events``, read ``since_last_read`` seconds after the one before. See the module."""
+    busy = events >= BUSY_EVENTS_PER_SECOND * since_last_read
+    return BUSY_BATCH_INTERVAL_SECONDS if busy else BATCH_INTERVAL_SECONDS
 
 
 async def _apply(
@@ -166,8 +181,15 @@ async def apply_page(
         failed = batch[applied].event
         stop = ProjectionStop(failed.event_id, failed.event_type, _reason(failure[1]))
     to = batch[applied - 1].position if applied else checkpoint.position
+    existing = {key for key, row in rows.items() if row is not None}
     committed = await read_models.commit(
-        checkpoint_name, after=checkpoint, rows=changed, to=to, applied=applied, stop=stop
+        checkpoint_name,
+        after=checkpoint,
+        rows=changed,
+        existing=existing,
+        to=to,
+        applied=applied,
+        stop=stop,
     )
     if not committed:
         return None

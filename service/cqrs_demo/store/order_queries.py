@@ -55,12 +55,23 @@ _PROJECTION_STANDING = _statement("projection_standing", "projection")
 
 class PostgresOrderQueries:
     """The ``orders`` and ``user_order_summaries`` tables and their projections'
-    checkpoints. A projection that never ran is at ``ports.START`` with nothing in it.
+    checkpoints, read on ``database``; the projections' status (``projections``) on
+    ``projector_database`` (default: ``database``). A projection that never ran is at
+    ``ports.START`` with nothing in it.
+
+    ``database`` may be a standby (``CQRS_READ_DATABASE_URL``): a read model and its
+    checkpoint are replicated in the one transaction the projector wrote them in, so what a
+    standby answers is exactly the read model at the position it reports, however far its
+    replay is behind; ``wait_for`` reads the checkpoint on the standby too, so it waits for
+    the read model the queries will answer from. (LISTEN cannot run on a standby: the wait
+    polls, ``PositionWatch``.) The status is the projector's own work, read where it writes
+    (the primary), not a standby's replay of it.
 
     Every method raises ``StoreUnavailable`` or ``StoreError`` (``Database``)."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, projector_database: Database | None = None) -> None:
         self._database = database
+        self._projector_database = projector_database or database
         self._watch = PositionWatch(self.standing)
 
     async def order(self, order_id: str) -> Projected[OrderView | None]:
@@ -141,7 +152,7 @@ class PostgresOrderQueries:
 
     async def projections(self) -> list[ProjectionStatus]:
         """Each projection's checkpoint and how far behind the feed's head it is."""
-        return await PostgresReadModels(self._database).status(list(PROJECTIONS))
+        return await PostgresReadModels(self._projector_database).status(list(PROJECTIONS))
 
     async def _run(self, statement: PreparedStatement, *params: bytes | None) -> list[Row]:
         async with self._database.connection() as conn:

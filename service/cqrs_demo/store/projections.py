@@ -11,11 +11,10 @@ from decimal import Decimal
 from uuid import UUID
 
 import orjson
-import psycopg
 
 from cqrs_demo.domain.projections import OpenOrder, OrderRow, ReadRow, RowKey, Table, UserSummary
 from cqrs_demo.ports import Checkpoint, Position, ProjectionStatus, ProjectionStop
-from cqrs_demo.store.pool import Connection, Database
+from cqrs_demo.store.pool import Database
 from cqrs_demo.store.sql import query
 
 _LOADS: Mapping[Table, str] = {
@@ -81,15 +80,18 @@ class PostgresReadModels:
         *,
         after: Checkpoint,
         rows: Mapping[RowKey, ReadRow | None],
+        existing: Collection[RowKey],
         to: Position,
         applied: int,
         stop: ProjectionStop | None,
     ) -> bool:
-        """In one transaction: move ``projection``'s checkpoint from ``after`` to ``to``
-        (``applied`` events more; stopped for ``stop`` if given) and write ``rows`` (``None``:
-        delete). Returns False, having written nothing, when the checkpoint is not at
-        ``after``'s position and generation, or is stopped (another projector moved it, an
-        operator stopped it, a rebuild was swapped in).
+        """In one statement (one transaction, one round trip): move ``projection``'s
+        checkpoint from ``after`` to ``to`` (``applied`` events more; stopped for ``stop`` if
+        given) and write ``rows`` (``None``: delete; a key in ``existing`` updated, any other
+        inserted, so a key inserted that is there already is a ``StoreError``, never a
+        silent overwrite). Returns False, having written nothing, when the checkpoint is not
+        at ``after``'s position and generation, or is stopped (another projector moved it,
+        an operator stopped it, a rebuild was swapped in).
         Raises ``StoreUnavailable`` (the outcome unknown if the connection broke while
         committing; the next checkpoint read tells) or ``StoreError``."""
         params = {
@@ -103,14 +105,12 @@ class PostgresReadModels:
             "error": None if stop is None else stop.error,
             "failed_event_id": None if stop is None else stop.event_id,
             "failed_event_type": None if stop is None else stop.event_type,
+            **_row_parameters(rows, existing),
         }
-        async with self._database.connection() as conn, conn.transaction():
-            cursor = await conn.execute(query("projection_advance"), params)
-            if cursor.rowcount != 1:
-                raise psycopg.Rollback  # leaves the transaction block quietly, rolled back
-            await _write_rows(conn, rows)
-            return True
-        return False
+        async with self._database.connection() as conn:
+            cursor = await conn.execute(query("projection_commit"), params)
+            moved = await cursor.fetchone()
+        return moved == (1,)
 
     async def status(self, projections: Sequence[str]) -> list[ProjectionStatus]:
         """Each of ``projections`` (checkpointed or not), with the feed's head and how far
@@ -140,19 +140,49 @@ class PostgresReadModels:
         return Position(int(str(row[0])), int(str(row[1])))
 
 
-async def _write_rows(conn: Connection, rows: Mapping[RowKey, ReadRow | None]) -> None:
-    """Every changed row, one statement per table that has any."""
-    orders = [row for row in rows.values() if isinstance(row, OrderRow)]
-    summaries = [row for row in rows.values() if isinstance(row, UserSummary)]
-    opened = [row for row in rows.values() if isinstance(row, OpenOrder)]
-    closed = [key for (table, key), row in rows.items() if table == "open_order" and row is None]
-    if orders:
-        await conn.execute(query("projection_write_orders"), {"rows": _json(orders)})
-    if summaries:
-        await conn.execute(query("projection_write_user_summaries"), {"rows": _json(summaries)})
-    if opened or closed:
-        params = {"rows": _json(opened), "deleted": closed}
-        await conn.execute(query("projection_write_open_orders"), params)
+# The parameters of projection_commit.sql holding each table's rows new to it, and those
+# holding the rows it had, changed (an open order is never changed: placed, then deleted).
+_NEW: Mapping[type[ReadRow], str] = {
+    OrderRow: "new_orders",
+    UserSummary: "new_summaries",
+    OpenOrder: "opened",
+}
+_CHANGED: Mapping[type[ReadRow], str] = {
+    OrderRow: "changed_orders",
+    UserSummary: "changed_summaries",
+}
+
+
+def _row_parameters(
+    rows: Mapping[RowKey, ReadRow | None], existing: Collection[RowKey]
+) -> dict[str, str | list[str]]:
+    """``rows`` as projection_commit.sql's parameters: per table, the rows new to it and the
+    rows it had (those of ``existing`` keys), each a JSON array; the open orders deleted.
+    (Inserted rather than upserted, a new row writes less to the WAL, which the commands'
+    commits then flush: ``docs/performance.md``.)"""
+    by_parameter: dict[str, list[ReadRow]] = defaultdict(list)
+    closed: list[str] = []
+    for key, row in rows.items():
+        if row is None:
+            closed.append(_open_order_key(key))
+        elif key not in existing:
+            by_parameter[_NEW[type(row)]].append(row)
+        elif (changed := _CHANGED.get(type(row))) is not None:
+            by_parameter[changed].append(row)
+        else:
+            raise ValueError(f"a row of {key[0]} is never changed: {key[1]}")
+    names = (*_NEW.values(), *_CHANGED.values())
+    parameters: dict[str, str | list[str]] = {name: _json(by_parameter[name]) for name in names}
+    parameters["closed"] = closed
+    return parameters
+
+
+def _open_order_key(key: RowKey) -> str:
+    """The order id of a deleted row: only open orders are ever deleted."""
+    table, order_id = key
+    if table != "open_order":
+        raise ValueError(f"a row of {table} is never deleted: {order_id}")
+    return order_id
 
 
 def _json(rows: Sequence[ReadRow]) -> str:
