@@ -71,6 +71,7 @@ def send(urls: list[str], turn: "count[int]", user_id: str) -> dict[str, Any]:
                 "aggregate_id": answer["aggregate_id"],
                 "version": answer["version"],
                 "event_id": answer["event_ids"][-1],
+                "position": answer.get("position"),
                 "url": url,
                 "first": first,
                 "sent": sent,
