@@ -251,6 +251,36 @@ def test_every_role_connects_with_scram(cluster: Cluster, installed: ClusterRun)
     assert methods.split() == ["peer", "scram-sha-256"]
 
 
+def test_patroni_refuses_changes_without_its_password(
+    cluster: Cluster, installed: ClusterRun
+) -> None:
+    host = cluster.hosts["cqrs-db1"]
+    api = f"http://{host.address}:8008"
+    assert fetch(host, f"{api}/reload", "POST")[0] == 401
+    # Reads stay open (health checks), and patronictl, which reads the password from
+    # Patroni's configuration, may change things (switchover.yml relies on it).
+    status, body = fetch(host, f"{api}/health", "GET")
+    assert status == 200, body
+    assert json.loads(body)["state"] == "running", body
+    assert "Reload request received" in host.run(
+        "patronictl -c /etc/patroni/config.yml reload --force cqrs-demo"
+    )
+
+
+def fetch(host: Host, url: str, method: str) -> tuple[int, str]:
+    """``method url`` from ``host`` (POST with an empty JSON body): the status and body."""
+    script = (
+        "import sys,urllib.request,urllib.error\n"
+        "data=b'{}' if sys.argv[2]=='POST' else None\n"
+        "r=urllib.request.Request(sys.argv[1],data=data,method=sys.argv[2])\n"
+        "try:\n r=urllib.request.urlopen(r,timeout=10); print(r.status, r.read().decode())\n"
+        "except urllib.error.HTTPError as e: print(e.code, e.read().decode())\n"
+    )
+    output = host.run(f"python3 -c {quote(script)} {quote(url)} {method}").strip()
+    status, _, body = output.partition(" ")
+    return int(status), body
+
+
 def psql(host: Host, sql: str, database: str = "postgres") -> str:
     """Run ``sql`` on ``host`` as the postgres superuser; return psql's unaligned output."""
     return host.run(
@@ -316,6 +346,8 @@ def power_cut_drill(cluster: Cluster, number: int) -> dict[str, Any]:
     """One drill: load, power cut of the primary's host, the figures, its return as a
     replica. Returns the figures."""
     old = wait_for_primary(cluster, 30)
+    etcd = json.loads(old.run("etcdctl --endpoints=http://127.0.0.1:2379 endpoint status -w json"))
+    etcd_leader_too = etcd[0]["Status"]["leader"] == etcd[0]["Status"]["header"]["member_id"]
     watch = start_watch(cluster, f"power-cut-{number}")
     load = start_load(cluster, f"power-cut-{number}")
     time.sleep(10)
@@ -338,6 +370,7 @@ def power_cut_drill(cluster: Cluster, number: int) -> dict[str, Any]:
     figures = {
         "drill": number,
         "cut": old.name,
+        "etcd leader too": etcd_leader_too,
         "new primary": new.name,
         "primary accepts writes s": round(writes - cut, 1),
         "first 202 s": round(recovered - cut, 1),
