@@ -18,7 +18,7 @@ from cqrs_demo.api.body import BodyRules
 from cqrs_demo.api.feed import never
 from cqrs_demo.domain.projections import PROJECTIONS
 from cqrs_demo.metrics.tally import TALLY
-from cqrs_demo.ports import Checkpoint
+from cqrs_demo.ports import Checkpoint, RowsExist
 from cqrs_demo.projector.feed import SharedFeed
 from cqrs_demo.projector.process import Projector
 from cqrs_demo.projector.rebuild import Progress, rebuild
@@ -88,7 +88,9 @@ def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> H
             )
             pruning = asyncio.create_task(_prune_idempotency_keys(store))
             if settings.metrics_port is not None:
-                publishing = asyncio.create_task(_publish_metrics(database))
+                publishing = asyncio.create_task(
+                    _publish_metrics(database, None if read_database is database else read_database)
+                )
             yield
         finally:
             for task in (pruning, publishing):
@@ -102,7 +104,7 @@ def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> H
     return build_app(
         store=store,
         check_ready=partial(check_schema, database),
-        tokens=BearerTokens(settings.tokens),
+        tokens=BearerTokens(settings.tokens, verification=settings.verify_tokens),
         body=BodyRules(limit=settings.body_limit, seconds=settings.body_timeout),
         lifespan=lifespan,
         stopping=stopping,
@@ -157,16 +159,23 @@ async def _prune_idempotency_keys(store: PostgresEventStore) -> None:
                 TALLY.pruned(removed)
 
 
-async def _publish_metrics(database: Database) -> None:
+async def _publish_metrics(database: Database, read_database: Database | None) -> None:
     """Count this worker's requests (``TALLY``) and move the counts into the metrics every
-    ``PUBLISH_EVERY_SECONDS``, and once more when cancelled (the drained requests' too).
-    The seconds since the last move count as unreachable when the store is still known
-    unreachable after one try for a connection (``_reach``)."""
+    ``PUBLISH_EVERY_SECONDS``, and once more when cancelled (the drained requests' too),
+    with the pools' gauges (``pool="write"``, and ``pool="read"`` for a read pool of its
+    own). The seconds since the last move count as unreachable when the store is still
+    known unreachable after one try for a connection (``_reach``)."""
     from cqrs_demo.metrics.export import ApiMetrics  # prometheus_client: only when on
+
+    def pools() -> dict[str, dict[str, int]]:
+        stats = {"write": database.pool.get_stats()}
+        if read_database is not None:
+            stats["read"] = read_database.pool.get_stats()
+        return stats
 
     metrics = ApiMetrics()
     TALLY.on = True
-    metrics.publish(TALLY.take(), database.pool.get_stats(), 0.0)  # the pool's, at once
+    metrics.publish(TALLY.take(), pools(), 0.0)  # the pools', at once
     last = time.monotonic()
     try:
         while True:
@@ -175,10 +184,10 @@ async def _publish_metrics(database: Database) -> None:
                 await _reach(database)
             now = time.monotonic()
             unreachable = now - last if database.unreachable else 0.0
-            metrics.publish(TALLY.take(), database.pool.get_stats(), unreachable)
+            metrics.publish(TALLY.take(), pools(), unreachable)
             last = now
     finally:
-        metrics.publish(TALLY.take(), database.pool.get_stats(), 0.0)
+        metrics.publish(TALLY.take(), pools(), 0.0)
 
 
 async def _reach(database: Database) -> None:
@@ -241,7 +250,7 @@ def create_projector(settings: Settings) -> Projector:
         start=start,
         stop=stop,
         listen=partial(listen, settings.conninfo),
-        outlived=(StoreUnavailable, StoreError),
+        outlived=(StoreUnavailable, StoreError, RowsExist),
     )
 
 

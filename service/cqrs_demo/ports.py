@@ -338,6 +338,10 @@ class Checkpoint:
     generation: int = 0  # one up with each rebuild swapped in
 
 
+class RowsExist(Exception):
+    """A batch's commit found a row it inserted as new there already; nothing was written."""
+
+
 class ReadModels(Protocol):
     async def checkpoint(self, projection: str) -> Checkpoint:
         """The projection's checkpoint; see ``PostgresReadModels``."""
@@ -368,7 +372,7 @@ class ReadModels(Protocol):
     ) -> bool:
         """Write ``rows`` (those of ``existing`` keys were there before the batch: updated;
         the others inserted) and move the checkpoint in one transaction; see
-        ``PostgresReadModels``."""
+        ``PostgresReadModels``. Raises ``RowsExist`` if a row inserted was there."""
         ...
 
 

@@ -43,6 +43,8 @@ class Settings:
     head_timeout: float = 10.0
     idempotency_retention_hours: int = 24
     tokens: tuple[tuple[str, bytes], ...] = ()  # (name, SHA-256 of the token); () = open
+    # The tokens that may write the reserved verification streams (cqrs-verify:...); () = none.
+    verify_tokens: tuple[tuple[str, bytes], ...] = ()
     log_level: str = "info"
     projector_batch_size: int = 1000  # events per transaction of a projection
     projector_poll_seconds: float = 1.0  # the longest a projector waits without a wake-up
@@ -147,6 +149,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
             default.idempotency_retention_hours,
         ),
         tokens=_get(environ, "CQRS_TOKENS_FILE", _token_hashes, ()),
+        verify_tokens=_get(environ, "CQRS_VERIFY_TOKEN_FILE", _token_hashes, ()),
         log_level=_get(environ, "CQRS_LOG_LEVEL", _log_level, default.log_level),
         projector_batch_size=_get(
             environ,

@@ -1,9 +1,10 @@
 """``cqrs-demo status``: the appliance on one screen, one line per thing to look at.
 
 The release the API runs, the two units and the API's workers (systemd), the database
-(reachable, primary or standby, schema version), each projection and its lag, and the last
-backup. Each line is ``ok`` or ``ATTENTION``; the command exits 1 when any line that is not
-ignored needs attention, so a monitoring system can run it as a check of its own.
+(reachable, primary or standby, schema version), the read database when the queries have
+one (``CQRS_READ_DATABASE_URL``), each projection and its lag, and the last backup. Each
+line is ``ok`` or ``ATTENTION``; the command exits 1 when any line that is not ignored
+needs attention, so a monitoring system can run it as a check of its own.
 
 Nothing here talks to PostgreSQL itself (``store.status`` does) or raises for what it finds:
 a failure to find something out is a line that needs attention, saying why.
@@ -168,19 +169,46 @@ def worker_pids(main_pid: int, proc: Path = Path("/proc")) -> list[int]:
 
 
 def database_checks(settings: Settings) -> list[Check]:
-    """The database line and one line per projection (a rebuild's too, while there is one)."""
+    """The database line, the read database's (when there is one), and one line per
+    projection (a rebuild's too, while there is one)."""
     where = describe(settings.conninfo)
     names = sorted([*PROJECTIONS, *(f"{name}:rebuild" for name in PROJECTIONS)])
+    reading = (
+        [] if settings.read_conninfo is None else [read_database_check(settings.read_conninfo)]
+    )
     try:
         found = asyncio.run(database_status(settings.conninfo, names))
     except StoreUnavailable as error:
         return [
             Check("database", "database", False, f"{where} unreachable: {error}"),
+            *reading,
             Check("projections", "projections", False, "unknown: the database is unreachable"),
         ]
     except StoreError as error:
-        return [Check("database", "database", False, f"{where}: {error}")]
-    return [database_line(where, found), *map(projection_check, found.projections)]
+        return [Check("database", "database", False, f"{where}: {error}"), *reading]
+    return [database_line(where, found), *reading, *map(projection_check, found.projections)]
+
+
+def read_database_check(conninfo: str) -> Check:
+    """The server the queries read from (``CQRS_READ_DATABASE_URL``), as the API's read
+    pool finds it: reachable, a standby or a primary (either may serve queries), and a
+    schema this release reads."""
+    where = describe(conninfo)
+    try:
+        found = asyncio.run(database_status(conninfo, ()))
+    except StoreUnavailable as error:
+        return Check("database", "read database", False, f"{where} unreachable: {error}")
+    except StoreError as error:
+        return Check("database", "read database", False, f"{where}: {error}")
+    needed = latest_schema_version()
+    role = "standby" if found.standby else "primary"
+    detail = (
+        f"{where} reachable ({found.server} answered), {role}, PostgreSQL {found.server_version},"
+        f" schema version {found.schema_version} (this release needs {needed})"
+    )
+    if found.schema_version < needed:
+        return Check("database", "read database", False, f"{detail}: not replayed the migration")
+    return Check("database", "read database", True, f"{detail}; the queries read here")
 
 
 def database_line(where: str, found: DatabaseStatus) -> Check:

@@ -66,7 +66,9 @@ def test_the_endpoint_counts_every_workers_commands_exactly(
     assert scrape.value("cqrs_events_appended_total") == ACCEPTED
     # Every command that reached the store, the conflict too, in some statement.
     assert scrape.value("cqrs_group_commit_batch_size_sum") == ACCEPTED + 1
-    assert scrape.value("cqrs_pool_connections") >= 2 * 5  # two workers' minimum pools
+    assert scrape.value("cqrs_pool_connections", pool="write") >= 2 * 5  # two workers' minimum
+    # No CQRS_READ_DATABASE_URL: the queries share the write pool, and no read pool is shown.
+    assert scrape.labels("cqrs_pool_connections", "pool") == {"write"}
     assert scrape.value("cqrs_store_unreachable_seconds_total") == 0
     # Ids never become labels: the template of the query, "unmatched" for no route.
     routes = scrape.labels(requests, "route")

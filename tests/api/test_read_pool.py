@@ -18,7 +18,7 @@ import pytest
 from cqrs_demo.localdb import LocalPostgres, free_port
 from cqrs_demo.ports import ORDERS_PROJECTION, SUMMARIES_PROJECTION, Position
 from tests.projector.support import running_projector
-from tests.support import Replicated, Service, running_service
+from tests.support import Replicated, Scrape, Service, running_service
 
 CREATE = "/api/commands/order/create"
 COMMANDS = 30  # each read back from the standby at once with its own 202's position
@@ -30,6 +30,7 @@ class ReadSide:
     service: Service
     servers: Replicated
     dead_port: int
+    metrics_port: int
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,7 @@ def read_side(
     dead server first; the projector on the primary."""
     servers = primary_and_standby
     dead = free_port()
+    metrics_port = free_port()
     logs = Path(tmp_path_factory.mktemp("read-pool"))
     with (
         running_service(
@@ -48,11 +50,12 @@ def read_side(
             CQRS_READ_DATABASE_URL=servers.url(
                 dead, servers.primary, servers.standby, role="prefer-standby"
             ),
+            CQRS_METRICS_PORT=str(metrics_port),
         ) as service,
         running_projector(servers.url(servers.primary), logs) as projector,
     ):
         projector.wait_until_holding()
-        yield ReadSide(service, servers, dead)
+        yield ReadSide(service, servers, dead, metrics_port)
 
 
 def checkpoint(server: LocalPostgres, projection: str) -> Position:
@@ -110,6 +113,25 @@ def test_every_query_with_the_202_position_sees_the_command_on_the_standby(
         "cqrs_events", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cqrs-demo'"
     )
     assert int(on_standby) >= 1
+
+
+def test_the_pool_gauges_show_the_write_pool_and_the_read_pool_apart(
+    read_side: ReadSide,
+) -> None:
+    url = f"http://127.0.0.1:{read_side.metrics_port}/metrics"
+    deadline = time.monotonic() + 10
+    while True:  # the workers publish every second
+        scrape = Scrape(url)
+        pools = scrape.labels("cqrs_pool_connections", "pool")
+        if pools == {"write", "read"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert pools == {"write", "read"}, scrape.text
+    for pool in ("write", "read"):
+        assert scrape.value("cqrs_pool_connections", pool=pool) >= 2 * 5  # two workers' minimum
+        in_use = scrape.value("cqrs_pool_connections_in_use", pool=pool)
+        assert 0 <= in_use <= scrape.value("cqrs_pool_connections", pool=pool)
+        assert scrape.labels("cqrs_pool_requests_waiting", "pool") == {"write", "read"}
 
 
 def test_a_standby_that_lags_answers_503_within_the_wait_never_a_stale_answer(

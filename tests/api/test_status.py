@@ -21,17 +21,19 @@ from cqrs_demo.status import worker_pids
 from cqrs_demo.store.sql import latest_schema_version
 from tests.projector.support import running_projector, wait_until_caught_up
 from tests.projector.test_stop_and_skip import insert_event, wait_for_state
-from tests.support import CQRS_DEMO, Service, running_service
+from tests.support import CQRS_DEMO, Replicated, Service, running_service
 
 NO_UNITS = ("--ignore", "service", "--ignore", "projector")
 PGBACKREST_INFO = Path(__file__).parents[1] / "unit" / "pgbackrest"
 
 
-def status(service_url: str, database_url: str, *arguments: str) -> tuple[int, str]:
+def status(
+    service_url: str, database_url: str, *arguments: str, **settings: str
+) -> tuple[int, str]:
     port = service_url.rsplit(":", 1)[1]
     done = subprocess.run(
         [CQRS_DEMO, "status", *arguments],
-        env={**os.environ, "CQRS_DATABASE_URL": database_url, "CQRS_PORT": port},
+        env={**os.environ, "CQRS_DATABASE_URL": database_url, "CQRS_PORT": port, **settings},
         capture_output=True,
         text=True,
         timeout=60,
@@ -155,3 +157,37 @@ def test_the_workers_are_the_spawned_children_of_the_main_process(service: Servi
     assert worker_pids(service.process.pid) == sorted(service.worker_pids())
     assert len(worker_pids(service.process.pid)) == 2
     assert worker_pids(os.getpid()) == []
+
+
+def test_a_read_database_is_named_with_its_role_and_needs_attention_when_unreachable(
+    primary_and_standby: Replicated,
+) -> None:
+    servers = primary_and_standby
+    version = latest_schema_version()
+    write_url = servers.url(servers.primary)
+    quiet = (*NO_UNITS, "--ignore", "backups", "--ignore", "release")
+    for read_from, role in ((servers.standby, "standby"), (servers.primary, "primary")):
+        read_url = servers.url(read_from, role="any")
+        code, screen = status(
+            "http://127.0.0.1:1", write_url, *quiet, CQRS_READ_DATABASE_URL=read_url
+        )
+        assert code == 0, screen
+        assert re.fullmatch(
+            rf"ok +read database +postgres@127\.0\.0\.1:{read_from.port}/cqrs_events reachable"
+            rf" \(127\.0\.0\.1:{read_from.port} answered\), {role}, PostgreSQL [\d.]+.*,"
+            rf" schema version {version} \(this release needs {version}\); the queries read here",
+            line(screen, "read database"),
+        ), screen
+        assert line(screen, "database").startswith("ok ")
+    unreachable = servers.url(1, role="prefer-standby")
+    code, screen = status(
+        "http://127.0.0.1:1", write_url, *quiet, CQRS_READ_DATABASE_URL=unreachable
+    )
+    assert code == 1
+    assert re.match(
+        r"ATTENTION read database +postgres@127\.0\.0\.1:1/cqrs_events unreachable: ",
+        line(screen, "read database"),
+    ), screen
+    assert screen.splitlines()[-1] == "1 of 8 need attention: read database"
+    code, screen = status("http://127.0.0.1:1", write_url, *quiet)
+    assert "read database" not in screen

@@ -191,6 +191,9 @@ def test_configuration_and_passwords_are_not_world_readable(
         "/etc/cqrs-demo/db-password": "600 root root",
         "/etc/cqrs-demo/migrate-password": "600 root root",
         "/etc/cqrs-demo/projector-db-password": "600 root root",
+        # verify.yml's token, the only one that may write the reserved streams, and its hash.
+        "/etc/cqrs-demo/verify-token": "600 root root",
+        "/etc/cqrs-demo/verify-token-hash": "640 root cqrs-demo",
         "/etc/cqrs-demo/database": "700 root root",
         "/etc/cqrs-demo/database/app-password": "600 root root",
         "/etc/cqrs-demo/database/owner-password": "600 root root",
@@ -199,8 +202,9 @@ def test_configuration_and_passwords_are_not_world_readable(
     found = dict(line.split(" ", 1) for line in modes.splitlines())
     assert found == expected
     settings = host.run("cat /etc/cqrs-demo/cqrs-demo.env /etc/cqrs-demo/cqrs-demo-projector.env")
-    for role in ("owner", "app", "projector"):
-        secret = host.run(f"cat /etc/cqrs-demo/database/{role}-password")
+    secrets = [f"database/{role}-password" for role in ("owner", "app", "projector")]
+    for path in (*secrets, "verify-token"):
+        secret = host.run(f"cat /etc/cqrs-demo/{path}")
         assert len(secret) >= 40
         assert secret not in appliance.first_run[host.name].output()
         assert secret not in settings

@@ -5,7 +5,10 @@ commands acknowledged, a differential backup through its unit, more commands, a 
 read from the database's clock, more commands; the data directory destroyed; restore.yml
 to T. Every command acknowledged before T is there exactly once, none after T; the API
 takes commands again, and the read models (restored with the events and the projector's
-checkpoints) agree with the events.
+checkpoints) agree with the events. Then, on the restored hosts, more commands, the data
+directory destroyed again, and restore.yml to the latest: every command acknowledged on
+either timeline's kept part is there exactly once. Before the drill, both backup units
+started at once (the Persistent= timers after a long power-off) run one after the other.
 
 Runs after test_projector.py (modules run in name order) and leaves the hosts serving, on
 the restored cluster (a new timeline), for test_tokens.py and test_uninstall.py. Not
@@ -227,6 +230,54 @@ def test_the_install_took_a_full_backup_and_scheduled_both_kinds(host: Host) -> 
     (host.logs / f"backup-checking-{host.name}.txt").write_text(shown)
 
 
+def start_both_backups_at_once(host: Host) -> dict[str, str]:
+    """Both backup units started in one ``systemctl start --no-block`` (as the Persistent=
+    timers start them at the first boot after a long power-off); wait until neither is
+    active any more; return each unit's Result. A start that failed before anything ran
+    ('resources', see ``start_backup``) is tried again, up to 3 times."""
+    units = {kind: f"cqrs-demo-backup@{kind}.service" for kind in ("full", "diff")}
+    results: dict[str, str] = {}
+    for _ in range(3):
+        host.run(f"systemctl reset-failed {' '.join(units.values())}", check=False)
+        host.run(f"systemctl start --no-block {' '.join(units.values())}")
+        deadline = time.monotonic() + 300
+        # Until neither has a job queued or running (a queued start is still "inactive").
+        while host.run(f"systemctl list-jobs --no-legend {' '.join(units.values())}").strip():
+            assert time.monotonic() < deadline, f"{host.name}: the backups still run after 300 s"
+            time.sleep(1)
+        results = {
+            kind: host.run(f"systemctl show -p Result --value {unit}").strip()
+            for kind, unit in units.items()
+        }
+        if "resources" not in results.values():
+            return results
+        time.sleep(2)
+    return results
+
+
+def test_both_backups_started_at_once_run_one_after_the_other_and_neither_fails(
+    host: Host,
+) -> None:
+    since = host.run("date -u '+%Y-%m-%d %H:%M:%S'").strip()
+    labels = backup_labels(host)
+    results = start_both_backups_at_once(host)
+    journal = host.run(
+        f"journalctl --no-pager -o cat -u 'cqrs-demo-backup@*' --since {quote(since + ' UTC')}"
+    )
+    (host.logs / f"backup-both-at-once-{host.name}.txt").write_text(journal)
+    assert results == {"full": "success", "diff": "success"}, journal[-3000:]
+    assert "unable to acquire lock" not in journal, journal[-3000:]
+    waited = re.findall(
+        r"another cqrs-demo backup is running: the (full|diff) backup waits until it ends",
+        journal,
+    )
+    assert len(waited) == 1, journal[-3000:]
+    assert f"the other backup ended: the {waited[0]} backup starts" in journal
+    added = [label for label in backup_labels(host) if label not in labels]
+    assert sorted(label[-1] for label in added) == ["D", "F"], added
+    print(f"{host.name}: both at once: {results}; the {waited[0]} backup waited; new {added}")
+
+
 def test_restore_to_t_keeps_every_command_before_it_once_and_none_after(
     restored: dict[str, PlaybookRun], destroyed: Destroyed, host: Host
 ) -> None:
@@ -254,8 +305,10 @@ def test_after_the_restore_the_service_serves_and_the_read_models_agree(
         "active",
         "active",
     ]
-    status, body = post_order(host, f"drill_{destroyed.drills[host.name].run}_after")
+    user = f"drill_{destroyed.drills[host.name].run}_after"
+    status, body = post_order(host, user)
     assert status == 202, body
+    destroyed.drills[host.name].acknowledged["after"] = {user: Write(user, int(body["version"]))}
     order_seen_within_2_s(host, body)
     database = conninfo(host, "cqrs_projector")
     wait_until_caught_up(database, timeout=30)
@@ -268,6 +321,61 @@ def test_backups_go_on_after_the_restore(restored: dict[str, PlaybookRun], host:
     host.run("runuser -u postgres -- pgbackrest --stanza=cqrs-demo check", timeout=120)
     info = host.run("cat /var/lib/cqrs-demo-backup/info.json")
     assert '"type":"diff"' in info.replace(" ", ""), info[-2000:]
+
+
+@pytest.fixture(scope="module")
+def restored_latest(
+    appliance: Appliance, restored: dict[str, PlaybookRun], destroyed: Destroyed
+) -> dict[str, PlaybookRun]:
+    """The second half of the drill, on the restored hosts (the new timeline, and the
+    differential backup taken on it): phase D acknowledged, its WAL archived, the cluster
+    stopped and its data directory removed again; then restore.yml to the latest."""
+
+    def lose_the_disk_again(host: Host) -> None:
+        destroyed.drills[host.name].post(host, "d")
+        host.run("runuser -u postgres -- pgbackrest --stanza=cqrs-demo check", timeout=120)
+        directory = data_directory(host)
+        host.run(f"systemctl stop {cluster_unit(host)} && rm -rf {quote(directory)}")
+
+    appliance.each(lose_the_disk_again)
+    return appliance.playbook(
+        "restore.yml", "backup-restore-latest", extra={"cqrs_restore_target": "latest"}
+    )
+
+
+def test_restore_to_the_latest_keeps_every_acknowledged_command_once(
+    restored_latest: dict[str, PlaybookRun], destroyed: Destroyed, host: Host
+) -> None:
+    assert_clean(restored_latest, host.name)
+    drill = destroyed.drills[host.name]
+    assert "after" in drill.acknowledged, "the command after the restore to T was not acknowledged"
+    acknowledged = [
+        pair for phase in ("a", "b", "after", "d") for pair in drill.acknowledged[phase].items()
+    ]
+    stored = stored_rows(host, drill.run)
+    found = audit_writes(acknowledged, stored)
+    assert not found.problems, found.problems[:10]
+    after_t = sorted(user for user, _ in stored if user in drill.acknowledged["c"])
+    assert after_t == [], f"the old timeline's commands after T came back: {after_t}"
+    assert len(stored) == 3 * COMMANDS_PER_PHASE + 1
+    print(f"{host.name}: restored to the latest: {len(stored)} of the drill's rows")
+
+
+def test_after_the_restore_to_the_latest_the_service_serves_and_the_read_models_agree(
+    restored_latest: dict[str, PlaybookRun], destroyed: Destroyed, host: Host
+) -> None:
+    assert_clean(restored_latest, host.name)
+    assert psql(host, "SELECT pg_is_in_recovery()") == "f"
+    assert host.run("systemctl is-active cqrs-demo cqrs-demo-projector").split() == [
+        "active",
+        "active",
+    ]
+    status, body = post_order(host, f"drill_{destroyed.drills[host.name].run}_latest")
+    assert status == 202, body
+    order_seen_within_2_s(host, body)
+    database = conninfo(host, "cqrs_projector")
+    wait_until_caught_up(database, timeout=30)
+    assert audit(database) > 3 * COMMANDS_PER_PHASE
 
 
 def exposure(host: Host, unit: str) -> float:

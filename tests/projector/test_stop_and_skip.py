@@ -185,3 +185,43 @@ async def test_an_event_only_one_projection_refuses_stops_that_one_and_the_other
             )
             assert checkpoints(fresh_database_url)["orders"][1:] == (2, 43, "stopped")
             assert "projection user_order_summaries stopped" not in projector.log()
+
+
+async def test_an_order_placed_again_in_a_later_batch_stops_both_projections_at_that_event(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    # A new order's rows are not loaded (they are new by construction); when one is there
+    # after all, the batch is applied again with its rows loaded and each projection stops
+    # at the event, as when the first placement is in the same batch (the test above).
+    fields = {
+        "order_id": "o-again",
+        "user_id": "u-again",
+        "product_id": "p",
+        "quantity": 1,
+        "total_price": 5,
+    }
+    insert_event(fresh_database_url, "OrderCreated", fields)
+    with running_projector(fresh_database_url, tmp_path) as projector:
+        wait_until_caught_up(fresh_database_url)
+        again = insert_event(fresh_database_url, "OrderCreated", fields)
+        for name, reason in (
+            ("orders", "which was placed before"),
+            ("user_order_summaries", "which is open already"),
+        ):
+            projector.wait_for_log(
+                rf"projection {name} stopped at event {again} \(OrderCreated\):"
+                rf" .*places order o-again, {reason}"
+            )
+            assert checkpoints(fresh_database_url)[name][1:] == (1, 2, "stopped")
+        log = projector.log()
+    for name in ("orders", "user_order_summaries"):
+        assert (
+            f"projection {name}: a row inserted as new was there already (database error"
+            " UniqueViolation (SQLSTATE 23505)); applying the batch again, every row loaded"
+        ) in log
+    with psycopg.connect(fresh_database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (1,)
+        summary = conn.execute(
+            "SELECT orders_placed, open_orders FROM user_order_summaries"
+        ).fetchone()
+        assert summary == (1, 1)

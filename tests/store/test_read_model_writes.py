@@ -9,8 +9,7 @@ from decimal import Decimal
 import pytest
 
 from cqrs_demo.domain.projections import OpenOrder, OrderRow, ReadRow, RowKey, UserSummary
-from cqrs_demo.ports import Checkpoint, Position
-from cqrs_demo.store.errors import StoreError
+from cqrs_demo.ports import Checkpoint, Position, RowsExist
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.projections import PostgresReadModels
 
@@ -74,7 +73,7 @@ async def test_a_new_row_that_is_there_already_refuses_the_batch(
         ("order", "w-order"): CANCELLED,
         ("user_summary", "w-user"): SUMMARY,
     }
-    with pytest.raises(StoreError, match="UniqueViolation"):
+    with pytest.raises(RowsExist, match=r"there already .*UniqueViolation"):
         await models.commit(
             "w", after=moved, rows=again, existing=(), to=Position(1, 2), applied=1, stop=None
         )

@@ -22,9 +22,11 @@ from cqrs_demo.domain.projections import (
     ReadRow,
     RowKey,
     UserSummary,
+    batch_keys,
     fold_batch,
     fold_until,
     is_verification,
+    load_every_row,
 )
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -233,3 +235,34 @@ def test_only_the_reserved_prefix_is_passed_over() -> None:
     for user in ("verify-deb13-20261130", "cqrs-verify", f"x{VERIFICATION_PREFIX}"):
         assert not is_verification(created("o1", user))
         assert ORDERS.keys(created("o1", user)) == (("order", "o1"),)
+
+
+def test_the_rows_a_new_order_creates_are_not_loaded_unless_an_earlier_event_names_them() -> None:
+    events: list[OrderEvent] = [
+        created("o1", "u1"),
+        cancelled("o1", "u1"),
+        cancelled("o2", "u2"),
+        created("o2"),
+    ]
+    orders = batch_keys(ORDERS, events)
+    assert orders.assumed_absent == {("order", "o1")}
+    assert orders.load == {("order", "o2")}  # cancelled before it is placed: loaded
+    summaries = batch_keys(USER_ORDER_SUMMARIES, events)
+    assert summaries.assumed_absent == {("open_order", "o1")}
+    assert summaries.load == {
+        ("user_summary", "u1"),
+        ("user_summary", "u2"),
+        ("open_order", "o2"),
+    }
+    for projection in (ORDERS, USER_ORDER_SUMMARIES):
+        every = load_every_row(projection, events)
+        assert every.assumed_absent == set()
+        split = batch_keys(projection, events)
+        assert every.load == split.load | split.assumed_absent
+
+
+def test_a_verification_order_creates_no_row() -> None:
+    event = created("o-v", f"{VERIFICATION_PREFIX}host-1")
+    for projection in (ORDERS, USER_ORDER_SUMMARIES):
+        assert projection.creates(event) == ()
+        assert batch_keys(projection, [event]) == batch_keys(projection, [])

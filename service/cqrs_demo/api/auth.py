@@ -25,10 +25,19 @@ def new_token() -> tuple[str, str]:
 
 
 class BearerTokens:
-    """Checks ``Authorization: Bearer <token>`` against named token hashes."""
+    """Checks ``Authorization: Bearer <token>`` against named token hashes: the clients'
+    (``tokens``; none: every request may send commands) and, apart, the deployment's
+    verification's (``verification``: the only ones that may write a reserved
+    ``cqrs-verify:`` stream; none: no request may)."""
 
-    def __init__(self, tokens: Sequence[tuple[str, bytes]]) -> None:
+    def __init__(
+        self,
+        tokens: Sequence[tuple[str, bytes]],
+        *,
+        verification: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
         self._tokens = tuple(tokens)
+        self._verification = tuple(verification)
 
     @property
     def enabled(self) -> bool:
@@ -42,12 +51,7 @@ class BearerTokens:
         """
         if not self._tokens:
             return None
-        scheme, _, token = (authorization or b"").decode("latin-1").partition(" ")
-        digest = hashlib.sha256(token.strip().encode("utf-8", "replace")).digest()
-        matched = None
-        for name, expected in self._tokens:
-            if hmac.compare_digest(digest, expected) and scheme.lower() == "bearer":
-                matched = name
+        matched = _matching(self._tokens, authorization)
         if matched is None:
             raise Problem(
                 401,
@@ -56,8 +60,25 @@ class BearerTokens:
             )
         return matched
 
+    def verifies(self, authorization: bytes | None) -> bool:
+        """Whether the ``Authorization`` header's value presents a verification token (in
+        constant time, as ``client``)."""
+        return _matching(self._verification, authorization) is not None
+
     def authorize(self, scope: Scope) -> None:
         """``client`` of the request's ``Authorization`` header, left in ``scope["state"]``
         for the access log: the check every read makes first (401 ``Problem`` as there)."""
         authorization = request_headers(scope).get(b"authorization")
         scope.setdefault("state", {})["client"] = self.client(authorization)
+
+
+def _matching(tokens: Sequence[tuple[str, bytes]], authorization: bytes | None) -> str | None:
+    """The name of the token of ``tokens`` that the ``Authorization`` value presents as
+    ``Bearer <token>``, compared with every hash (no early exit); None if none."""
+    scheme, _, token = (authorization or b"").decode("latin-1").partition(" ")
+    digest = hashlib.sha256(token.strip().encode("utf-8", "replace")).digest()
+    matched = None
+    for name, expected in tokens:
+        if hmac.compare_digest(digest, expected) and scheme.lower() == "bearer":
+            matched = name
+    return matched

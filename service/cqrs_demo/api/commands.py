@@ -23,6 +23,7 @@ from cqrs_demo.domain import orders
 from cqrs_demo.domain.errors import FieldError, InvalidCommand
 from cqrs_demo.domain.fields import C, parse
 from cqrs_demo.domain.ids import uuid7
+from cqrs_demo.domain.projections import VERIFICATION_PREFIX
 from cqrs_demo.domain.text import printable
 from cqrs_demo.handlers.append import Accepted, CommandContext
 from cqrs_demo.handlers.cancel_order import handle_cancel_order
@@ -129,6 +130,8 @@ class CommandEndpoint:
             fields = await read_json_object(receive, headers, self._body)
             command = _with_if_match(parse(self.spec.command, fields), headers.get(b"if-match"))
             state["aggregate"] = command.stream
+            if command.stream.startswith(VERIFICATION_PREFIX):
+                _refuse_unless_verification(self._tokens, headers)
             outcome = await self.spec.handle(command, self._store, _context(headers))
         except Exception as error:
             problem = as_problem(error)
@@ -160,6 +163,18 @@ def _count_refusal(problem: Problem) -> None:
     reason = refusal_reason(problem)
     if reason is not None:
         TALLY.refused(reason)
+
+
+def _refuse_unless_verification(tokens: BearerTokens, headers: RequestHeaders) -> None:
+    """A stream under the reserved prefix (every command's stream is its ``user_id``) takes
+    commands only from the deployment's verification, which presents its own token: a
+    client's order there would be stored but never shown by a read model."""
+    if not tokens.verifies(headers.get(b"authorization")):
+        message = (
+            f"user_id must not start with {VERIFICATION_PREFIX!r}: the prefix is reserved for"
+            " the deployment's verification (docs/api.md, Reserved streams)"
+        )
+        raise InvalidCommand([FieldError("user_id", message)])
 
 
 def _with_if_match(command: C, header: bytes | None) -> C:

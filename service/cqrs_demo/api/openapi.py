@@ -504,7 +504,9 @@ def _query_operation(
             "503": _problem(
                 "The projection had not reached min_position within wait_ms, or is stopped "
                 "short of it (urn:cqrs-demo:projection-behind, naming both positions, and "
-                "stopped_at_event, the event it cannot apply), or the store is unavailable.",
+                "stopped_at_event, the event it cannot apply), or a standby the queries read "
+                "from cancelled the read for its replay, three times "
+                "(urn:cqrs-demo:recovery-conflict), or the store is unavailable.",
                 **{"Retry-After": _RETRY_AFTER, POSITION_HEADER: _POSITION_ANSWER},
             ),
         },

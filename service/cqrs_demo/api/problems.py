@@ -17,7 +17,7 @@ from cqrs_demo.domain.errors import (
 )
 from cqrs_demo.domain.ids import uuid7
 from cqrs_demo.ports import OrderNotProjected, ProjectionBehind
-from cqrs_demo.store.errors import SchemaNotCurrent, StoreUnavailable
+from cqrs_demo.store.errors import RecoveryConflict, SchemaNotCurrent, StoreUnavailable
 
 log = logging.getLogger("cqrs_demo.api")
 
@@ -153,6 +153,15 @@ def as_problem(error: Exception) -> Problem:
                 wanted_position=str(error.wanted),
                 reached_position=str(error.reached),
                 **stopped_members,
+            )
+        case RecoveryConflict():
+            log.warning("answering 503: %s", error)
+            return Problem(
+                503,
+                "The read database (a standby) cancelled this query: it conflicted with the"
+                " replay of the primary's changes. Please retry.",
+                problem_type="urn:cqrs-demo:recovery-conflict",
+                headers={"Retry-After": RETRY_BEHIND_SECONDS},
             )
         case StoreUnavailable() | SchemaNotCurrent():
             log.error("answering 503: %s", error)

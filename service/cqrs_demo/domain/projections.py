@@ -75,11 +75,47 @@ Rows = Mapping[RowKey, ReadRow | None]
 
 @dataclass(frozen=True, slots=True)
 class Projection:
-    """A named projection: the rows an event needs and the pure function that applies it."""
+    """A named projection: the rows an event needs, the pure function that applies it, and
+    the rows among those the event brings into being (``creates``: ``apply`` refuses the
+    event if one of them is there already; see ``batch_keys``)."""
 
     name: str
     keys: Callable[[OrderEvent], tuple[RowKey, ...]]
     apply: Callable[[Rows, OrderEvent], dict[RowKey, ReadRow | None]]
+    creates: Callable[[OrderEvent], tuple[RowKey, ...]] = lambda event: ()
+
+
+@dataclass(frozen=True, slots=True)
+class BatchKeys:
+    """The rows a batch needs: those to load, and those taken to be absent unloaded."""
+
+    load: frozenset[RowKey]
+    assumed_absent: frozenset[RowKey]
+
+
+def batch_keys(projection: Projection, events: Iterable[OrderEvent]) -> BatchKeys:
+    """The rows ``events`` need, split: a row that the first event naming it creates is
+    assumed absent (not loaded), every other is loaded. A new order's rows are new by
+    construction (order ids are made for them), so a batch of new orders loads only what
+    it changes; if one is there after all (data written around the API), the store refuses
+    to insert it, and the caller folds the batch again with every row loaded
+    (``load_every_row``), which refuses the event as ``apply`` does."""
+    seen: set[RowKey] = set()
+    assumed: set[RowKey] = set()
+    for event in events:
+        created = projection.creates(event)
+        for key in projection.keys(event):
+            if key not in seen:
+                seen.add(key)
+                if key in created:
+                    assumed.add(key)
+    return BatchKeys(frozenset(seen - assumed), frozenset(assumed))
+
+
+def load_every_row(projection: Projection, events: Iterable[OrderEvent]) -> BatchKeys:
+    """Every row ``events`` need, to be loaded (none assumed absent)."""
+    keys = {key for event in events for key in projection.keys(event)}
+    return BatchKeys(frozenset(keys), frozenset())
 
 
 def is_verification(event: OrderEvent) -> bool:
@@ -91,8 +127,10 @@ def _business_projection(
     name: str,
     keys: Callable[[OrderEvent], tuple[RowKey, ...]],
     apply: Callable[[Rows, OrderEvent], dict[RowKey, ReadRow | None]],
+    creates: Callable[[OrderEvent], tuple[RowKey, ...]],
 ) -> Projection:
-    """A projection of ``keys`` and ``apply`` that passes over verification events."""
+    """A projection of ``keys``, ``apply`` and ``creates`` that passes over verification
+    events."""
 
     def business_keys(event: OrderEvent) -> tuple[RowKey, ...]:
         return () if is_verification(event) else keys(event)
@@ -100,7 +138,10 @@ def _business_projection(
     def business_apply(rows: Rows, event: OrderEvent) -> dict[RowKey, ReadRow | None]:
         return {} if is_verification(event) else apply(rows, event)
 
-    return Projection(name, business_keys, business_apply)
+    def business_creates(event: OrderEvent) -> tuple[RowKey, ...]:
+        return () if is_verification(event) else creates(event)
+
+    return Projection(name, business_keys, business_apply, business_creates)
 
 
 def fold_batch(projection: Projection, rows: Rows, events: Iterable[OrderEvent]) -> Rows:
@@ -170,7 +211,11 @@ def _placed(event: OrderCreated) -> OrderRow:
     )
 
 
-ORDERS = _business_projection("orders", _order_keys, _apply_to_order)
+def _order_creates(event: OrderEvent) -> tuple[RowKey, ...]:
+    return (("order", event.order_id),) if isinstance(event, OrderCreated) else ()
+
+
+ORDERS = _business_projection("orders", _order_keys, _apply_to_order, _order_creates)
 
 
 # user_order_summaries
@@ -216,8 +261,12 @@ def _open(event: OrderCreated) -> OpenOrder:
     return OpenOrder(event.order_id, event.user_id, event.total_price)
 
 
+def _summary_creates(event: OrderEvent) -> tuple[RowKey, ...]:
+    return (("open_order", event.order_id),) if isinstance(event, OrderCreated) else ()
+
+
 USER_ORDER_SUMMARIES = _business_projection(
-    "user_order_summaries", _summary_keys, _apply_to_summary
+    "user_order_summaries", _summary_keys, _apply_to_summary, _summary_creates
 )
 
 PROJECTIONS: Mapping[str, Projection] = {

@@ -79,15 +79,25 @@ class ApiMetrics:
             registry=None,
         )
         self.pool = {
-            name: Gauge(f"cqrs_pool_{name}", summary, multiprocess_mode="livesum", registry=None)
+            name: Gauge(
+                f"cqrs_pool_{name}",
+                summary,
+                ["pool"],
+                multiprocess_mode="livesum",
+                registry=None,
+            )
             for name, summary in _POOL_GAUGES.items()
         }
 
     def publish(
-        self, counts: tally.Counts, pool: Mapping[str, int], unreachable_seconds: float
+        self,
+        counts: tally.Counts,
+        pools: Mapping[str, Mapping[str, int]],
+        unreachable_seconds: float,
     ) -> None:
-        """Add ``counts`` (``Tally.take``) to the values; set the pool's gauges from
-        ``pool`` (psycopg_pool's ``get_stats``); add ``unreachable_seconds``."""
+        """Add ``counts`` (``Tally.take``) to the values; set the pools' gauges from
+        ``pools`` (by label, ``write`` and ``read``: psycopg_pool's ``get_stats`` of each);
+        add ``unreachable_seconds``."""
         for (route, status), seconds in counts.requests.items():
             labels = {"route": route, "status": str(status)}
             self.requests.labels(**labels).inc(seconds.count)
@@ -101,10 +111,12 @@ class ApiMetrics:
             self.keys_pruned.inc(counts.keys_pruned)
         if unreachable_seconds:
             self.unreachable.inc(unreachable_seconds)
-        size = pool.get("pool_size", 0)
-        self.pool["connections"].set(size)
-        self.pool["connections_in_use"].set(size - pool.get("pool_available", 0))
-        self.pool["requests_waiting"].set(pool.get("requests_waiting", 0))
+        for label, stats in pools.items():
+            size = stats.get("pool_size", 0)
+            self.pool["connections"].labels(pool=label).set(size)
+            in_use = size - stats.get("pool_available", 0)
+            self.pool["connections_in_use"].labels(pool=label).set(in_use)
+            self.pool["requests_waiting"].labels(pool=label).set(stats.get("requests_waiting", 0))
 
 
 _POOL_GAUGES = {

@@ -24,16 +24,25 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from cqrs_demo.domain.projections import Projection, fold_until
+from cqrs_demo.domain.orders import OrderEvent
+from cqrs_demo.domain.projections import (
+    BatchKeys,
+    Projection,
+    batch_keys,
+    fold_until,
+    load_every_row,
+)
 from cqrs_demo.ports import (
     Checkpoint,
     ProjectionLock,
     ProjectionLocks,
     ProjectionStop,
     ReadModels,
+    RowsExist,
 )
 from cqrs_demo.projector.feed import DecodedPage, SharedFeed
 
@@ -182,10 +191,37 @@ async def apply_page(
     """Apply ``page`` (the events after ``checkpoint``, the checkpoint ``checkpoint_name``)
     in one transaction, up to the first event that cannot be applied, where the checkpoint
     stops. The checkpoint after it, or ``None`` when it moved meanwhile (nothing was
-    written: read it again)."""
+    written: read it again). The rows a new order creates are not loaded
+    (``projections.batch_keys``); if one was there, the store refuses the batch and it is
+    applied again with every row loaded, so the projection stops at the event that found
+    it, as it would have."""
+    try:
+        return await _fold_and_commit(
+            projection, read_models, checkpoint_name, checkpoint, page, batch_keys
+        )
+    except RowsExist as error:
+        log.info(
+            "projection %s: %s; applying the batch again, every row loaded", checkpoint_name, error
+        )
+        return await _fold_and_commit(
+            projection, read_models, checkpoint_name, checkpoint, page, load_every_row
+        )
+
+
+async def _fold_and_commit(
+    projection: Projection,
+    read_models: ReadModels,
+    checkpoint_name: str,
+    checkpoint: Checkpoint,
+    page: DecodedPage,
+    keys_of: Callable[[Projection, Sequence[OrderEvent]], BatchKeys],
+) -> Checkpoint | None:
+    """``apply_page``'s work, with the rows named by ``keys_of``: loaded, or taken to be
+    absent. Raises ``RowsExist`` when a row taken to be absent was there."""
     batch, decoded, stop = page.events, page.decoded, page.unreadable
-    keys = {key for event in decoded for key in projection.keys(event)}
-    rows = await read_models.load_rows(keys)
+    keys = keys_of(projection, decoded)
+    rows = await read_models.load_rows(keys.load)
+    rows.update(dict.fromkeys(keys.assumed_absent))
     changed, failure = fold_until(projection, rows, decoded)
     applied = len(decoded) if failure is None else failure[0]
     if failure is not None:

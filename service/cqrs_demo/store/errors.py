@@ -13,6 +13,18 @@ class StoreError(Exception):
     """The database refused a statement for a reason other than a version conflict."""
 
 
+class DuplicateRow(StoreError):
+    """A row inserted as new was there already (a unique key, SQLSTATE 23505): the statement
+    wrote nothing."""
+
+
+class RecoveryConflict(StoreError):
+    """A standby cancelled a read because it conflicted with the replay of the primary's
+    changes (SQLSTATE 40001 or 40P01 on a server in hot standby: e.g. a VACUUM on the
+    primary removed row versions the read still needed). Nothing is wrong with the data or
+    the connection; the same read again usually succeeds."""
+
+
 class SchemaNotCurrent(Exception):
     """The database schema is behind what this release needs, or was never created."""
 

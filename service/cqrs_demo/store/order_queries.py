@@ -10,6 +10,8 @@ text, as a command's append does: psycopg's cursor layer cost a query more CPU t
 server's part of it (``docs/performance.md``).
 """
 
+import asyncio
+import logging
 from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
@@ -29,6 +31,7 @@ from cqrs_demo.ports import (
     ProjectionStop,
     Standing,
 )
+from cqrs_demo.store.errors import RecoveryConflict
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.position_watch import PositionWatch
 from cqrs_demo.store.prepared import PreparedStatement, positional
@@ -36,6 +39,12 @@ from cqrs_demo.store.projections import PostgresReadModels
 from cqrs_demo.store.sql import query
 
 Row = tuple[bytes | None, ...]
+log = logging.getLogger("cqrs_demo.api")
+
+# A read a standby cancelled for its replay (``RecoveryConflict``) is tried again after
+# each of these pauses, then given up: the replay that conflicted has usually moved on
+# within milliseconds, and a client waiting longer is better told to retry.
+RECOVERY_CONFLICT_PAUSES = (0.02, 0.1)
 
 
 def _statement(name: str, *parameters: str) -> PreparedStatement:
@@ -67,6 +76,8 @@ class PostgresOrderQueries:
     polls, ``PositionWatch``.) The status is the projector's own work, read where it writes
     (the primary), not a standby's replay of it.
 
+    A read that a standby cancels for its replay is tried again, twice, within about a
+    tenth of a second (``RECOVERY_CONFLICT_PAUSES``), then raises ``RecoveryConflict``.
     Every method raises ``StoreUnavailable`` or ``StoreError`` (``Database``)."""
 
     def __init__(self, database: Database, *, projector_database: Database | None = None) -> None:
@@ -155,6 +166,17 @@ class PostgresOrderQueries:
         return await PostgresReadModels(self._projector_database).status(list(PROJECTIONS))
 
     async def _run(self, statement: PreparedStatement, *params: bytes | None) -> list[Row]:
+        for pause in RECOVERY_CONFLICT_PAUSES:
+            try:
+                return await self._run_once(statement, params)
+            except RecoveryConflict as conflict:
+                log.info("%s; trying the read again in %.0f ms", conflict, pause * 1000)
+                await asyncio.sleep(pause)
+        return await self._run_once(statement, params)
+
+    async def _run_once(
+        self, statement: PreparedStatement, params: tuple[bytes | None, ...]
+    ) -> list[Row]:
         async with self._database.connection() as conn:
             return await statement.run(conn, params)
 

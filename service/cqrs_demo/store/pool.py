@@ -10,7 +10,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from cqrs_demo.store.connect import RacingConnection
-from cqrs_demo.store.errors import StoreError, StoreUnavailable
+from cqrs_demo.store.errors import DuplicateRow, RecoveryConflict, StoreError, StoreUnavailable
 from cqrs_demo.store.sql import query
 
 Connection = AsyncConnection[tuple[object, ...]]
@@ -149,10 +149,12 @@ class Database:
         """Lend a connection, translating driver errors.
 
         Raises ``StoreUnavailable`` when no connection was free in time or the server cannot
-        be reached (then the outcome of a statement that was running is unknown), and
-        ``StoreError`` for any other driver error.
+        be reached (then the outcome of a statement that was running is unknown),
+        ``RecoveryConflict`` when a standby cancelled the statement for the replay of the
+        primary's changes, and ``StoreError`` for any other driver error.
         """
         timeout = UNREACHABLE_WAIT_SECONDS if self.unreachable else self.pool.timeout
+        conn: Connection | None = None
         try:
             conn = await self._lend(timeout)
             try:
@@ -171,6 +173,11 @@ class Database:
                 f"no database connection free after {timeout:.2f} sec"
             ) from error
         except psycopg.OperationalError as error:
+            if _recovery_conflict(error, conn):
+                raise RecoveryConflict(
+                    "the standby cancelled the statement: it conflicted with the replay of"
+                    f" the primary's changes (SQLSTATE {error.sqlstate})"
+                ) from error
             if _statement_refused(error):
                 raise _store_error(error) from error
             self.unreachable = True
@@ -204,6 +211,18 @@ def _statement_refused(error: psycopg.OperationalError) -> bool:
     return sqlstate.startswith("40") or sqlstate == "55P03"
 
 
+def _recovery_conflict(error: psycopg.OperationalError, conn: Connection | None) -> bool:
+    """A serialisation failure or deadlock (40001, 40P01) on a server in hot standby: the
+    one way a read there fails for the replay (``canceling statement due to conflict with
+    recovery``; the message is translated by lc_messages, the server's state is not: it
+    reports ``in_hot_standby``, PostgreSQL 14 and later). It may also end the connection
+    ("terminating connection ..."): the pool then replaces it."""
+    if conn is None or error.sqlstate not in ("40001", "40P01"):
+        return False
+    return conn.pgconn.parameter_status(b"in_hot_standby") == b"on"
+
+
 def _store_error(error: psycopg.Error) -> StoreError:
     sqlstate = error.sqlstate or "none"
-    return StoreError(f"database error {type(error).__name__} (SQLSTATE {sqlstate})")
+    kind = DuplicateRow if isinstance(error, psycopg.errors.UniqueViolation) else StoreError
+    return kind(f"database error {type(error).__name__} (SQLSTATE {sqlstate})")

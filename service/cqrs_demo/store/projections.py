@@ -13,7 +13,8 @@ from uuid import UUID
 import orjson
 
 from cqrs_demo.domain.projections import OpenOrder, OrderRow, ReadRow, RowKey, Table, UserSummary
-from cqrs_demo.ports import Checkpoint, Position, ProjectionStatus, ProjectionStop
+from cqrs_demo.ports import Checkpoint, Position, ProjectionStatus, ProjectionStop, RowsExist
+from cqrs_demo.store.errors import DuplicateRow
 from cqrs_demo.store.pool import Database
 from cqrs_demo.store.sql import query
 
@@ -88,12 +89,13 @@ class PostgresReadModels:
         """In one statement (one transaction, one round trip): move ``projection``'s
         checkpoint from ``after`` to ``to`` (``applied`` events more; stopped for ``stop`` if
         given) and write ``rows`` (``None``: delete; a key in ``existing`` updated, any other
-        inserted, so a key inserted that is there already is a ``StoreError``, never a
-        silent overwrite). Returns False, having written nothing, when the checkpoint is not
+        inserted, so a key inserted that is there already is never a silent overwrite).
+        Returns False, having written nothing, when the checkpoint is not
         at ``after``'s position and generation, or is stopped (another projector moved it,
-        an operator stopped it, a rebuild was swapped in).
-        Raises ``StoreUnavailable`` (the outcome unknown if the connection broke while
-        committing; the next checkpoint read tells) or ``StoreError``."""
+        an operator stopped it, a rebuild was swapped in). Raises ``RowsExist``, having
+        written nothing, when a row inserted was there already, ``StoreUnavailable`` (the
+        outcome unknown if the connection broke while committing; the next checkpoint read
+        tells) or ``StoreError``."""
         params = {
             "projection": projection,
             "from_transaction_id": str(after.position.transaction_id),
@@ -107,9 +109,12 @@ class PostgresReadModels:
             "failed_event_type": None if stop is None else stop.event_type,
             **_row_parameters(rows, existing),
         }
-        async with self._database.connection() as conn:
-            cursor = await conn.execute(query("projection_commit"), params)
-            moved = await cursor.fetchone()
+        try:
+            async with self._database.connection() as conn:
+                cursor = await conn.execute(query("projection_commit"), params)
+                moved = await cursor.fetchone()
+        except DuplicateRow as error:
+            raise RowsExist(f"a row inserted as new was there already ({error})") from error
         return moved == (1,)
 
     async def status(self, projections: Sequence[str]) -> list[ProjectionStatus]:
