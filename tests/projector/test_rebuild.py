@@ -104,7 +104,9 @@ async def test_an_interrupted_rebuild_resumes_or_is_dropped(
         wait_until_caught_up(fresh_database_url, timeout=60)
         applied = 0
         for ending in (signal.SIGINT, signal.SIGKILL):
-            interrupted = rebuild(fresh_database_url, "orders", "--batch-size", "5")
+            # One event per transaction: about 13 s for the 20,000 (at 5, this build took 3 s,
+            # and a test process held up that long on a busy machine saw it finish first).
+            interrupted = rebuild(fresh_database_url, "orders", "--batch-size", "1")
             wait_for_progress(fresh_database_url, "orders:rebuild", applied + 500)
             interrupted.send_signal(ending)
             code, _, err = finished(interrupted)
@@ -122,7 +124,7 @@ async def test_an_interrupted_rebuild_resumes_or_is_dropped(
         first_progress = int(err.split("rebuilding orders: ")[1].split(" ")[0].replace(",", ""))
         assert first_progress > kept[1]
 
-        dropped = rebuild(fresh_database_url, "user_order_summaries", "--batch-size", "5")
+        dropped = rebuild(fresh_database_url, "user_order_summaries", "--batch-size", "1")
         wait_for_progress(fresh_database_url, "user_order_summaries:rebuild", 500)
         dropped.send_signal(signal.SIGKILL)
         finished(dropped)
