@@ -25,13 +25,21 @@ pytestmark = pytest.mark.anyio
 
 
 def rebuild(database_url: str, *options: str) -> subprocess.Popen[str]:
+    """The rebuild command, with SIGINT's default action whatever this process inherited: a
+    suite started in the background by a shell without job control ignores SIGINT, and so
+    would the command (Python keeps an ignored SIGINT ignored), never interrupted by it."""
     return subprocess.Popen(
         [CQRS_DEMO, "projections", "rebuild", *options],
         env={**os.environ, "CQRS_DATABASE_URL": database_url},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_progress(database_url: str, name: str, beyond: int) -> None:
