@@ -1,4 +1,4 @@
-"""The projector reads batches that are not full 10 ms apart, and 40 ms apart while the feed
+"""The projector reads batches that are not full 10 ms apart, and 150 ms apart while the feed
 brings 4,000 events/s or more (fewer batches, each costing the busy machine its CPU)."""
 
 import pytest
@@ -20,7 +20,9 @@ from cqrs_demo.projector.runner import (
         (40, 0.010, BUSY_BATCH_INTERVAL_SECONDS),  # 4,000 events/s
         (75, 0.010, BUSY_BATCH_INTERVAL_SECONDS),  # 7,500 events/s
         (300, 0.040, BUSY_BATCH_INTERVAL_SECONDS),  # still 7,500 events/s, read 40 ms apart
+        (1000, 0.150, BUSY_BATCH_INTERVAL_SECONDS),  # 6,667 events/s, read 150 ms apart
         (100, 0.040, BATCH_INTERVAL_SECONDS),  # down to 2,500 events/s
+        (500, 0.150, BATCH_INTERVAL_SECONDS),  # down to 3,333 events/s
     ],
 )
 def test_the_interval_follows_the_feeds_rate(

@@ -17,7 +17,8 @@ While the feed brings ``BUSY_EVENTS_PER_SECOND`` or more, they start
 ``BUSY_BATCH_INTERVAL_SECONDS`` apart: a batch costs about as much CPU as a few hundred
 events besides its events' own, and on a busy machine that CPU is the commands'. Below that
 rate (most of the time) a command is visible sooner. A full batch (a backlog) is followed by
-the next at once.
+the next at once. A projection reading on that timer, or through a backlog, wants no wake-ups
+meanwhile (``wakeups``: the listener stops listening while every projection is busy).
 """
 
 import asyncio
@@ -45,12 +46,13 @@ from cqrs_demo.ports import (
     RowsExist,
 )
 from cqrs_demo.projector.feed import DecodedPage, SharedFeed
+from cqrs_demo.projector.wakeups import Wakeup
 
 log = logging.getLogger("cqrs_demo.projector")
 
 BATCH_INTERVAL_SECONDS = 0.010
 BUSY_EVENTS_PER_SECOND = 4_000
-BUSY_BATCH_INTERVAL_SECONDS = 0.040
+BUSY_BATCH_INTERVAL_SECONDS = 0.150
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 10.0
 # The cycle collector's thresholds in a projecting process (Python's defaults: 700, 10, 10).
@@ -80,7 +82,7 @@ class Parts:
 async def run_projection(
     projection: Projection,
     parts: Parts,
-    wakeup: asyncio.Event,
+    wakeup: Wakeup,
     outlived: tuple[type[Exception], ...],
 ) -> NoReturn:
     """Be ``projection``'s projector, for as long as the process runs: wait for its lock,
@@ -95,14 +97,16 @@ async def run_projection(
                 pause = RETRY_FIRST_SECONDS
                 await _while_held(projection, parts, wakeup, lock)
             log.warning("projection %s: lost the lock; waiting to take it again", projection.name)
+            wakeup.busy(False)
         except outlived as error:
             log.warning("projection %s: %s; trying again in %.1f s", projection.name, error, pause)
+            wakeup.busy(False)
             await asyncio.sleep(pause)
             pause = min(pause * 2, RETRY_MAX_SECONDS)
 
 
 async def _while_held(
-    projection: Projection, parts: Parts, wakeup: asyncio.Event, lock: ProjectionLock
+    projection: Projection, parts: Parts, wakeup: Wakeup, lock: ProjectionLock
 ) -> None:
     """Apply batches until the lock is found lost (checked at most every ``poll_seconds``)."""
     checkpoint: Checkpoint | None = None
@@ -122,7 +126,7 @@ async def _while_held(
                 checkpoint = await _retry(projection, parts.read_models, checkpoint)
             first = False
         if checkpoint.state != "running":
-            await _wait(wakeup, parts.poll_seconds)
+            await wakeup.wait(parts.poll_seconds)
             checkpoint, caught_up = None, False  # an operator may have skipped the event
             continue
         if (pause := next_read - time.monotonic()) > 0:
@@ -132,6 +136,7 @@ async def _while_held(
         full = len(page.events) >= parts.feed.batch_size
         pause = 0.0 if full else batch_interval(len(page.events), started - last_read)
         next_read, last_read = started + pause, started
+        wakeup.busy(full or pause == BUSY_BATCH_INTERVAL_SECONDS)
         if not page.events:
             if not caught_up:
                 log.info(
@@ -141,7 +146,7 @@ async def _while_held(
                     checkpoint.events_applied,
                 )
                 caught_up = True
-            await _wait(wakeup, parts.poll_seconds)
+            await wakeup.wait(parts.poll_seconds)
             continue
         checkpoint = await _apply(projection, parts.read_models, checkpoint, page)
 
@@ -268,12 +273,3 @@ def _report_stop(projection: Projection, checkpoint: Checkpoint) -> None:
         projection.name,
         checkpoint.failed_event_id,
     )
-
-
-async def _wait(wakeup: asyncio.Event, seconds: float) -> None:
-    """Until a wake-up (cleared here) or ``seconds``, whichever comes first."""
-    try:
-        await asyncio.wait_for(wakeup.wait(), seconds)
-    except TimeoutError:
-        return
-    wakeup.clear()
