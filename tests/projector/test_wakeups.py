@@ -99,7 +99,7 @@ def test_busy_through_a_backlog_it_stops_listening_and_listens_again_after(
                 "  'total_price', 1), 1"
                 " FROM generate_series(1, 30000) AS n"
             )
-        statements = set()
+        statements: set[str] = set()
         deadline = time.monotonic() + 30
         with psycopg.connect(fresh_database_url, autocommit=True) as notifier:
             # notifications keep coming, as from appending transactions under load
