@@ -14,10 +14,12 @@ transaction wakes the projector, and a batch per wake-up (a feed read, the rows'
 transaction, per projection) cost more round trips than the commands themselves, and
 slowed lone commands down (``docs/performance.md``, "Create with the projector running").
 While the feed brings ``BUSY_EVENTS_PER_SECOND`` or more, they start
-``BUSY_BATCH_INTERVAL_SECONDS`` apart: a batch costs about as much CPU as a few hundred
-events besides its events' own, and on a busy machine that CPU is the commands'. Below that
-rate (most of the time) a command is visible sooner. A full batch (a backlog) is followed by
-the next at once. A projection reading on that timer, or through a backlog, wants no wake-ups
+``BUSY_BATCH_INTERVAL_SECONDS`` apart, and ``SUSTAINED_BATCH_INTERVAL_SECONDS`` once it has
+for ``SUSTAINED_BUSY_READS`` reads in a row: a batch costs about as much CPU as a few
+hundred events besides its events' own, and on a busy machine that CPU is the commands'.
+(Not at once: a burst after a stall would make a slower stream wait 150 ms.) Below that rate
+(most of the time) a command is visible sooner. A full batch (a backlog) is followed by the
+next at once. A projection reading on a busy timer, or through a backlog, wants no wake-ups
 meanwhile (``wakeups``: the listener stops listening while every projection is busy).
 """
 
@@ -52,7 +54,9 @@ log = logging.getLogger("cqrs_demo.projector")
 
 BATCH_INTERVAL_SECONDS = 0.010
 BUSY_EVENTS_PER_SECOND = 4_000
-BUSY_BATCH_INTERVAL_SECONDS = 0.150
+BUSY_BATCH_INTERVAL_SECONDS = 0.040
+SUSTAINED_BUSY_READS = 5
+SUSTAINED_BATCH_INTERVAL_SECONDS = 0.150
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 10.0
 # The cycle collector's thresholds in a projecting process (Python's defaults: 700, 10, 10).
@@ -115,6 +119,7 @@ async def _while_held(
     checked = time.monotonic()
     next_read = checked  # when the next batch may be read (batch_interval)
     last_read = checked - parts.poll_seconds
+    busy_reads = 0  # reads in a row that found the feed busy, or a full batch
     while True:
         if time.monotonic() - checked >= parts.poll_seconds:
             if not await lock.still_held():
@@ -134,9 +139,10 @@ async def _while_held(
         started = time.monotonic()
         page = await parts.feed.page_after(checkpoint.position)
         full = len(page.events) >= parts.feed.batch_size
-        pause = 0.0 if full else batch_interval(len(page.events), started - last_read)
+        pause = 0.0 if full else batch_interval(len(page.events), started - last_read, busy_reads)
         next_read, last_read = started + pause, started
-        wakeup.busy(full or pause == BUSY_BATCH_INTERVAL_SECONDS)
+        busy_reads = busy_reads + 1 if full or pause > BATCH_INTERVAL_SECONDS else 0
+        wakeup.busy(busy_reads > 0)
         if not page.events:
             if not caught_up:
                 log.info(
@@ -151,11 +157,15 @@ async def _while_held(
         checkpoint = await _apply(projection, parts.read_models, checkpoint, page)
 
 
-def batch_interval(events: int, since_last_read: float) -> float:
+def batch_interval(events: int, since_last_read: float, busy_reads: int = 0) -> float:
     """How long after a batch that was not full the next may be read: the batch held
-    ``events``, read ``since_last_read`` seconds after the one before. See the module."""
-    busy = events >= BUSY_EVENTS_PER_SECOND * since_last_read
-    return BUSY_BATCH_INTERVAL_SECONDS if busy else BATCH_INTERVAL_SECONDS
+    ``events``, read ``since_last_read`` seconds after the one before, which was the last of
+    ``busy_reads`` busy reads (or full batches) in a row. See the module."""
+    if events < BUSY_EVENTS_PER_SECOND * since_last_read:
+        return BATCH_INTERVAL_SECONDS
+    if busy_reads >= SUSTAINED_BUSY_READS:
+        return SUSTAINED_BATCH_INTERVAL_SECONDS
+    return BUSY_BATCH_INTERVAL_SECONDS
 
 
 async def _apply(
