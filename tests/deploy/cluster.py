@@ -42,7 +42,7 @@ from tests.deploy.hosts import (
     rootfs_tarball,
     unpack,
 )
-from tests.deploy.playbooks import _RECAP, ANSIBLE, PLAYBOOK_TIMEOUT, _ansible_environment
+from tests.deploy.playbooks import _RECAP, ANSIBLE, PLAYBOOK_TIMEOUT, REPO, _ansible_environment
 
 T = TypeVar("T")
 
@@ -136,16 +136,60 @@ class Cluster:
     timings: dict[str, float] = field(default_factory=dict)
     # The release the tests install (cqrs_demo_release_dir, cqrs_demo_release).
     release_vars: dict[str, object] = field(default_factory=dict)
+    # Every process started in the background for the tests (the load, the watch, the
+    # playbooks): ended by its PID at teardown if it still runs, whatever happened.
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def logs(self) -> Path:
         return self.work / "logs"
+
+    def spawn(self, command: list[str], output: Path | None) -> subprocess.Popen[bytes]:
+        """Start ``command`` inside the namespace, in a session of its own, its output
+        appended to ``output`` (discarded if None); it is ended at teardown if still running."""
+        log = output.open("ab") if output is not None else None
+        try:
+            process = subprocess.Popen(
+                self.network.enter(command),
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log if log is not None else subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            if log is not None:
+                log.close()
+        self.processes.append(process)
+        return process
+
+    def end_processes(self) -> None:
+        """End every process :meth:`spawn` started that still runs: SIGTERM, then SIGKILL
+        after 10 s, each by its PID; never raises."""
+        for process in self.processes:
+            end(process)
 
     def each(self, action: Callable[[Host], T]) -> dict[str, T]:
         """Do ``action`` on every host at once; return the results by host name."""
         with ThreadPoolExecutor(len(self.hosts)) as pool:
             futures = {name: pool.submit(action, host) for name, host in self.hosts.items()}
             return {name: future.result() for name, future in futures.items()}
+
+
+def end(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """End ``process`` (one this run started) if it still runs: SIGTERM, then SIGKILL after
+    ``grace`` seconds; wait for it either way, so nothing is left behind. Never raises."""
+    if process.poll() is not None:
+        return
+    try:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+    except (OSError, subprocess.SubprocessError) as error:
+        print(f"\ncould not end process {process.pid}: {error}", file=sys.stderr)
 
 
 def address_of(index: int) -> str:
@@ -223,9 +267,18 @@ def booted_cluster(suite: str = "bookworm") -> Iterator[Cluster]:
         cluster.timings["hosts booted"] = time.monotonic() - started
         yield cluster
     finally:
-        cluster.each(_save_journal)
-        cluster.each(Host.shut_down)
-        network.destroy()
+        # Each step whatever the one before did: a host that would not power off must not
+        # leave the load, the relays or the namespace behind.
+        for step in (
+            lambda: cluster.each(_save_journal),
+            cluster.end_processes,
+            lambda: cluster.each(Host.shut_down),
+            network.destroy,
+        ):
+            try:
+                step()
+            except Exception as error:  # reported; the next step runs all the same
+                print(f"\ncluster teardown: {type(error).__name__}: {error}", file=sys.stderr)
         cluster.timings["total"] = time.monotonic() - started
         (work / "logs" / "timings.txt").write_text(
             "".join(f"{label}: {seconds:.0f} s\n" for label, seconds in cluster.timings.items())
@@ -337,11 +390,12 @@ def run_playbook(
             env=_ansible_environment(some),
             start_new_session=True,
         )
+    cluster.processes.append(process)
     try:
         returncode = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
-        returncode = process.wait(timeout=30)
+        end(process)
+        returncode = process.returncode
     cluster.timings[label] = time.monotonic() - started
     counts = ("ok", "changed", "unreachable", "failed")
     recaps = {

@@ -32,11 +32,12 @@ from tests.deploy.cluster import (
     Cluster,
     ClusterRun,
     booted_cluster,
+    end,
     members,
     primary,
     run_playbook,
 )
-from tests.deploy.hosts import Host, quote
+from tests.deploy.hosts import Host, HostError, quote
 from tests.deploy.playbooks import REPO
 from tests.support import require
 
@@ -45,6 +46,8 @@ pytestmark = pytest.mark.deploy
 SUITE = os.environ.get("CQRS_TEST_CLUSTER_SUITE") or "bookworm"
 FAILOVER_TIMEOUT = 90.0
 REJOIN_TIMEOUT = 180.0
+# Before a drill the cluster is as the last step left it: whole, or healing within this.
+WHOLE_TIMEOUT = 60.0
 DRILLS = int(os.environ.get("CQRS_TEST_CLUSTER_DRILLS") or 3)
 
 
@@ -135,18 +138,10 @@ def start_load(cluster: Cluster, label: str) -> Load:
     out = cluster.logs / f"load-{label}.jsonl"
     prefix = f"cluster-{label}-{uuid.uuid4().hex[:8]}"
     urls = [f"http://{host.address}:{host.http_port}" for host in cluster.hosts.values()]
-    log = (cluster.logs / f"load-{label}.log").open("wb")
-    process = subprocess.Popen(
-        cluster.network.enter(
-            [sys.executable, "-m", "tests.deploy.cluster_load", str(out), prefix, *urls]
-        ),
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    process = cluster.spawn(
+        [sys.executable, "-m", "tests.deploy.cluster_load", str(out), prefix, *urls],
+        cluster.logs / f"load-{label}.log",
     )
-    log.close()
     return Load(process, out, prefix)
 
 
@@ -237,6 +232,23 @@ def test_site_makes_a_patroni_cluster_with_a_synchronous_standby(
         assert "target_session_attrs=read-write" in host.run(
             "grep ^CQRS_DATABASE_URL= /etc/cqrs-demo/cqrs-demo.env"
         )
+        # Both bind the host's address, which may come up after them at boot: they start
+        # after network-online.target and again every 2 s until they can.
+        for unit in ("etcd", "patroni"):
+            shown = dict(
+                line.split("=", 1)
+                for line in host.run(
+                    f"systemctl show -p Restart -p RestartUSec -p StartLimitIntervalUSec "
+                    f"-p After {unit}"
+                ).splitlines()
+                if "=" in line
+            )
+            assert (shown["Restart"], shown["RestartUSec"], shown["StartLimitIntervalUSec"]) == (
+                "on-failure",
+                "2s",
+                "0",
+            ), (host.name, unit, shown)
+            assert "network-online.target" in shown["After"].split(), (host.name, unit, shown)
 
 
 def test_every_role_connects_with_scram(cluster: Cluster, installed: ClusterRun) -> None:
@@ -314,15 +326,8 @@ class Watch:
 def start_watch(cluster: Cluster, label: str) -> Watch:
     out = cluster.logs / f"watch-{label}.jsonl"
     pairs = [f"{host.name}={host.address}" for host in cluster.hosts.values()]
-    process = subprocess.Popen(
-        cluster.network.enter(
-            [sys.executable, "-m", "tests.deploy.cluster_watch", str(out), *pairs]
-        ),
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    process = cluster.spawn(
+        [sys.executable, "-m", "tests.deploy.cluster_watch", str(out), *pairs], None
     )
     return Watch(process, out)
 
@@ -342,25 +347,123 @@ def projector_back(seen: list[dict[str, Any]], since: float) -> float | None:
     return min(after) if after else None
 
 
+def whole(cluster: Cluster) -> list[str]:
+    """What keeps the cluster from being whole (empty when nothing does): every host up, its
+    Patroni running, one leader whose PostgreSQL streams to both others, every etcd member
+    healthy. A drill that starts on less measures a cluster that has already lost a host."""
+    down = [name for name, host in cluster.hosts.items() if not powered_on(host)]
+    if down:
+        return [f"powered off: {', '.join(down)}"]
+    try:
+        listed = {str(member["Member"]): member for member in members(cluster)}
+    except HostError as error:
+        return [str(error)]
+    problems = [
+        f"{name}: Patroni {listed[name].get('Role')} {listed[name].get('State')}"
+        if name in listed
+        else f"{name}: not among Patroni's members"
+        for name in cluster.hosts
+        if listed.get(name, {}).get("State") not in ("running", "streaming")
+    ]
+    leaders = [name for name, member in listed.items() if member.get("Role") == "Leader"]
+    if len(leaders) != 1:
+        return [*problems, f"leaders: {leaders}"]
+    leader = cluster.hosts[leaders[0]]
+    try:
+        streaming = psql(
+            leader,
+            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
+        ).split()
+    except HostError as error:
+        return [*problems, str(error)]
+    problems += [
+        f"{name}: not streaming from {leader.name} (pg_stat_replication: {streaming})"
+        for name in cluster.hosts
+        if name != leader.name and name not in streaming
+    ]
+    endpoints = ",".join(f"http://{host.address}:2379" for host in cluster.hosts.values())
+    health = leader.try_run(
+        f"etcdctl --endpoints={endpoints} --dial-timeout=2s --command-timeout=3s "
+        "endpoint health -w json",
+        timeout=30,
+    )
+    try:
+        members_health = json.loads(health.stdout)
+    except json.JSONDecodeError:
+        return [*problems, f"etcdctl endpoint health exited {health.returncode}: {health.stderr}"]
+    problems += [
+        f"etcd at {member['endpoint']}: {member.get('error') or 'unhealthy'}"
+        for member in members_health
+        if not member.get("health")
+    ]
+    if len(members_health) != len(cluster.hosts):
+        problems.append(f"etcd answered for {len(members_health)} endpoints: {health.stderr}")
+    return problems
+
+
+def powered_on(host: Host) -> bool:
+    return host.process is not None and host.process.poll() is None
+
+
+def services(cluster: Cluster) -> dict[str, str]:
+    """etcd's and Patroni's state on each host that is on, and etcd's last lines: the
+    evidence when the cluster does not become whole."""
+    command = (
+        "systemctl is-active etcd patroni | paste -sd ' '; "
+        "journalctl -u etcd -n 3 --no-pager -o cat | cut -c1-200"
+    )
+    return {
+        name: host.try_run(command, timeout=30).stdout.strip()
+        for name, host in cluster.hosts.items()
+        if powered_on(host)
+    }
+
+
+def wait_until_whole(cluster: Cluster, timeout: float, moment: str) -> float:
+    """Wait until :func:`whole` finds nothing wrong; return how long that took. Fails with
+    what is still wrong after ``timeout`` seconds: the cluster did not heal by itself."""
+    started = time.monotonic()
+    while problems := whole(cluster):
+        if time.monotonic() - started > timeout:
+            pytest.fail(
+                f"{moment}: the cluster not whole within {timeout:.0f} s: {problems}; "
+                f"etcd and patroni on each host: {services(cluster)}",
+                pytrace=False,
+            )
+        time.sleep(2)
+    return time.monotonic() - started
+
+
 def power_cut_drill(cluster: Cluster, number: int) -> dict[str, Any]:
     """One drill: load, power cut of the primary's host, the figures, its return as a
-    replica. Returns the figures."""
+    replica. Starts only on a whole cluster; returns the figures. The load and the watch
+    end, and the host is powered on again, whether the drill passes or fails."""
+    wait_until_whole(cluster, WHOLE_TIMEOUT, f"before power cut {number}")
     old = wait_for_primary(cluster, 30)
     etcd = json.loads(old.run("etcdctl --endpoints=http://127.0.0.1:2379 endpoint status -w json"))
     etcd_leader_too = etcd[0]["Status"]["leader"] == etcd[0]["Status"]["header"]["member_id"]
     watch = start_watch(cluster, f"power-cut-{number}")
     load = start_load(cluster, f"power-cut-{number}")
-    time.sleep(10)
-    cut = time.time()
-    old.power_cut()
-    deadline = time.monotonic() + FAILOVER_TIMEOUT
-    while load.recovered(cut) is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    recovered = load.recovered(cut)
-    assert recovered, f"no 202 within {FAILOVER_TIMEOUT:.0f} s of the power cut: {members(cluster)}"
-    time.sleep(10)
-    counts = audit(cluster, load, load.stop())
-    seen = watch.stop()
+    try:
+        time.sleep(10)
+        cut = time.time()
+        old.power_cut()
+        deadline = time.monotonic() + FAILOVER_TIMEOUT
+        while load.recovered(cut) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        recovered = load.recovered(cut)
+        assert recovered, (
+            f"no 202 within {FAILOVER_TIMEOUT:.0f} s of the power cut: {members(cluster)}"
+        )
+        time.sleep(10)
+        counts = audit(cluster, load, load.stop())
+        seen = watch.stop()
+    finally:
+        end(load.process)
+        end(watch.process)
+        started = time.monotonic()
+        if not powered_on(old):
+            old.boot()
     new = wait_for_primary(cluster, 10)
     assert new is not old
     writes = became_primary(seen, old, cut)
@@ -380,22 +483,11 @@ def power_cut_drill(cluster: Cluster, number: int) -> dict[str, Any]:
         "lost": counts["problems"],
     }
     record_figure(cluster, f"power cut: {json.dumps(figures)}")
-
-    started = time.monotonic()
-    old.boot()
-    deadline = time.monotonic() + REJOIN_TIMEOUT
-    while time.monotonic() < deadline:
-        state = {str(m["Member"]): m for m in members(cluster)}.get(old.name, {})
-        if state.get("Role") in ("Replica", "Sync Standby") and state.get("State") in (
-            "running",
-            "streaming",
-        ):
-            break
-        time.sleep(2)
-    else:
-        pytest.fail(f"{old.name} not a running replica {REJOIN_TIMEOUT:.0f} s after its boot")
+    wait_until_whole(cluster, REJOIN_TIMEOUT, f"{old.name} booted again after power cut {number}")
     record_figure(
-        cluster, f"{old.name} back as a replica {time.monotonic() - started:.0f} s after its boot"
+        cluster,
+        f"{old.name} back (a streaming replica, its etcd member healthy) "
+        f"{time.monotonic() - started:.0f} s after its boot",
     )
     return figures
 
