@@ -268,7 +268,8 @@ def booted_cluster(suite: str = "bookworm") -> Iterator[Cluster]:
         yield cluster
     finally:
         # Each step whatever the one before did: a host that would not power off must not
-        # leave the load, the relays or the namespace behind.
+        # leave the load, the relays or the namespace behind. What failed is raised last.
+        errors: list[str] = []
         for step in (
             lambda: cluster.each(_save_journal),
             cluster.end_processes,
@@ -277,8 +278,8 @@ def booted_cluster(suite: str = "bookworm") -> Iterator[Cluster]:
         ):
             try:
                 step()
-            except Exception as error:  # reported; the next step runs all the same
-                print(f"\ncluster teardown: {type(error).__name__}: {error}", file=sys.stderr)
+            except Exception as error:  # the next step runs all the same; raised below
+                errors.append(f"{type(error).__name__}: {error}")
         cluster.timings["total"] = time.monotonic() - started
         (work / "logs" / "timings.txt").write_text(
             "".join(f"{label}: {seconds:.0f} s\n" for label, seconds in cluster.timings.items())
@@ -289,6 +290,8 @@ def booted_cluster(suite: str = "bookworm") -> Iterator[Cluster]:
             for path in (key, key.with_suffix(".pub"), work / "known_hosts"):
                 path.unlink(missing_ok=True)
         print(f"\ncluster tests: logs in {work / 'logs'}", file=sys.stderr)
+        if errors:
+            raise HostError(f"cluster teardown: {'; '.join(errors)}")
 
 
 @dataclass(frozen=True)

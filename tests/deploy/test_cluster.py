@@ -425,7 +425,7 @@ def wait_until_whole(cluster: Cluster, timeout: float, moment: str) -> float:
     """Wait until :func:`whole` finds nothing wrong; return how long that took. Fails with
     what is still wrong after ``timeout`` seconds: the cluster did not heal by itself."""
     started = time.monotonic()
-    while problems := whole(cluster):
+    while problems := _whole_or_why_not(cluster):
         if time.monotonic() - started > timeout:
             pytest.fail(
                 f"{moment}: the cluster not whole within {timeout:.0f} s: {problems}; "
@@ -434,6 +434,14 @@ def wait_until_whole(cluster: Cluster, timeout: float, moment: str) -> float:
             )
         time.sleep(2)
     return time.monotonic() - started
+
+
+def _whole_or_why_not(cluster: Cluster) -> list[str]:
+    """:func:`whole`, with a host that answers too slowly as one more thing wrong."""
+    try:
+        return whole(cluster)
+    except (HostError, subprocess.TimeoutExpired) as error:
+        return [f"{type(error).__name__}: {error}"]
 
 
 def address_late(host: Host) -> None:
