@@ -429,3 +429,16 @@ class ProjectionStatus:
     head: Position
     events_behind: int
     seconds_behind: float
+
+
+class Wakeups(Protocol):
+    """The projections' wake-ups, as the listener serves them: ``wake`` wakes every
+    projection; ``wanted`` says whether one of them waits for wake-ups now (a projection
+    reading on a timer, when busy, does not); ``until_wanted`` returns once one does, or
+    after ``seconds``."""
+
+    def wake(self) -> None: ...
+
+    def wanted(self) -> bool: ...
+
+    async def until_wanted(self, seconds: float) -> None: ...

@@ -169,9 +169,17 @@ def start_systems(
         settings = dict(assignment.split("=", 1) for assignment in arguments.compare_env)
         if settings:
             print(f"'other' also gets: {settings}")
-        systems.append(
-            start_service("other", other_database.url, workdir, arguments.compare_tree, settings)
+        other = start_service(
+            "other", other_database.url, workdir, arguments.compare_tree, settings
         )
+        systems.append(other)
+        if arguments.projector:  # each system with a projector of its own tree
+            other_projector = start_projector(
+                other_database.url, workdir, arguments.compare_tree, "other-projector"
+            )
+            companions.append(other_projector)
+            other.workers.append(other_projector.process.pid)
+            other_database.projected = True
         target["other"] = other_database
     if arguments.queries:
         history = insert_history(main_database.url, arguments.query_events[0])

@@ -41,7 +41,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--projector",
         action="store_true",
-        help="run cqrs-demo project beside our service (its CPU counted as the service's)",
+        help="run cqrs-demo project beside our service (its CPU counted as the service's),"
+        " and beside 'other' one of its own tree",
     )
     parser.add_argument("--tree", type=Path, help="take our service's code from TREE/service")
     parser.add_argument("--commit", metavar="REV", help="... from commit REV (git archive)")

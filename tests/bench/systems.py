@@ -142,10 +142,13 @@ def start_service(
     return system
 
 
-def start_projector(database_url: str, workdir: Path, tree: Path | None) -> System:
+def start_projector(
+    database_url: str, workdir: Path, tree: Path | None, name: str = "projector"
+) -> System:
     """``cqrs-demo project`` as its unit runs it (the CQRS_* defaults), logging as under
-    systemd; ready once it holds the lock of every projection (its log says so)."""
-    log = workdir / "projector.log"
+    systemd to ``workdir/NAME.log``; ready once it holds the lock of every projection (its
+    log says so)."""
+    log = workdir / f"{name}.log"
     environ = {**service_environment(tree), "CQRS_DATABASE_URL": database_url}
     with log.open("wb") as output:
         stat = os.fstat(output.fileno())
@@ -153,7 +156,7 @@ def start_projector(database_url: str, workdir: Path, tree: Path | None) -> Syst
         process = subprocess.Popen(
             [CQRS_DEMO, "project"], env=environ, stdout=output, stderr=subprocess.STDOUT
         )
-    system = System("projector", process, "", log)
+    system = System(name, process, "", log)
     deadline = time.monotonic() + START_SECONDS
     try:
         while system.tail(100_000).count("took the lock") < 2:

@@ -385,6 +385,30 @@ def exposure(host: Host, unit: str) -> float:
     return float(match[1])
 
 
+def recovery_lines(run: PlaybookRun) -> list[tuple[str, str]]:
+    """(PostgreSQL's pid, message) of each line restore.yml showed where the recovery stopped."""
+    output = run.output()
+    start = output.index("Show where the recovery stopped")
+    end = output.find("TASK [", start)
+    section = output[start : end if end != -1 else None]
+    return re.findall(r"\[(\d+)\] LOG:\s+(.+?)\"?,?$", section, re.MULTILINE)
+
+
+def test_each_restore_shows_where_its_own_recovery_stopped(
+    restored: dict[str, PlaybookRun], restored_latest: dict[str, PlaybookRun], host: Host
+) -> None:
+    """Not lines an earlier restore left in PostgreSQL's log: the restore to the latest
+    once showed the restore to T's "archive recovery complete" beside its own."""
+    to_t = recovery_lines(restored[host.name])
+    latest = recovery_lines(restored_latest[host.name])
+    assert any(line.startswith("recovery stopping before commit") for _, line in to_t), to_t
+    assert any(line == "archive recovery complete" for _, line in latest), latest
+    assert not any(line.startswith("recovery stopping") for _, line in latest), latest
+    assert len({pid for pid, _ in to_t}) == 1, to_t  # one recovery: one startup process
+    assert len({pid for pid, _ in latest}) == 1, latest
+    assert to_t[0][0] != latest[0][0], (to_t, latest)
+
+
 def test_the_backup_units_verify_clean_and_the_services_sandbox_is_unchanged(host: Host) -> None:
     # docs/operations.md: both units rate 1.1 on both Debian releases, as before backups.
     assert exposure(host, "cqrs-demo.service") == 1.1

@@ -1,4 +1,6 @@
-"""Bearer tokens through the playbook: required once configured, open again once removed.
+"""Bearer tokens through the playbook: required once configured, open again once removed;
+verify.yml with a verification token the service does not know fails saying what the
+service answered, and shows no token.
 
 Runs last (after test_crash.py): it changes the installed configuration, then restores it.
 """
@@ -72,3 +74,43 @@ def test_removing_the_tokens_opens_the_api_again(
     assert_clean(without_tokens, host.name)
     assert post_order(host, unique("open_again"))[0] == 202
     assert host.try_run("test -e /etc/cqrs-demo/tokens").returncode == 1
+
+
+WRONG_VERIFY_TOKEN = "cqrs_deploy-test-wrong-verify-token"
+
+
+@pytest.fixture(scope="module")
+def verified_with_a_wrong_token(
+    appliance: Appliance, without_tokens: dict[str, PlaybookRun]
+) -> dict[str, PlaybookRun]:
+    """verify.yml with the verification token replaced (the service keeps the old one's
+    hash); the token put back after it."""
+    token = "/etc/cqrs-demo/verify-token"
+    for host in appliance.hosts.values():
+        host.run(f"cp -p {token} {token}.kept && printf %s {WRONG_VERIFY_TOKEN} > {token}")
+    try:
+        return appliance.playbook("verify.yml", "8b-verify-wrong-token")
+    finally:
+        for host in appliance.hosts.values():
+            host.run(f"mv {token}.kept {token}")
+
+
+@pytest.fixture(scope="module")
+def verified_again(
+    appliance: Appliance, verified_with_a_wrong_token: dict[str, PlaybookRun]
+) -> dict[str, PlaybookRun]:
+    return appliance.playbook("verify.yml", "8c-verify-again")
+
+
+def test_a_verification_the_service_refuses_says_what_it_answered(
+    verified_with_a_wrong_token: dict[str, PlaybookRun],
+    verified_again: dict[str, PlaybookRun],
+    host: Host,
+) -> None:
+    run = verified_with_a_wrong_token[host.name]
+    output = run.output()
+    assert not run.succeeded, run.summary()
+    assert "POST /api/commands/order/create answered 400, not 202" in output, run.summary()
+    assert "cqrs-verify:" in output.split("answered 400", 1)[1][:2000], run.summary()
+    assert WRONG_VERIFY_TOKEN not in output
+    assert_clean(verified_again, host.name)  # the token put back: it passes again

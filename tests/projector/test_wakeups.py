@@ -72,3 +72,46 @@ def test_a_killed_listening_connection_is_logged_and_made_again(
         time.sleep(0.3)
         assert seconds_to_apply(fresh_database_url, notify=True) < 0.4
     assert {state for *_, state in checkpoints(fresh_database_url).values()} == {"running"}
+
+
+def listener_statement(database_url: str) -> str:
+    """The last statement of the projector's listening connection."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT query FROM pg_stat_activity"
+            " WHERE application_name = 'cqrs-demo projector listen'"
+        ).fetchone()
+    return "" if row is None else str(row[0])
+
+
+def test_busy_through_a_backlog_it_stops_listening_and_listens_again_after(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    with running_projector(fresh_database_url, tmp_path) as projector:
+        wait_until_caught_up(fresh_database_url)
+        assert "LISTEN cqrs_events" in listener_statement(fresh_database_url)
+        with psycopg.connect(fresh_database_url) as conn:  # 30,000 orders, one transaction
+            conn.execute(
+                "INSERT INTO events (aggregate_id, event_type, payload, version)"
+                " SELECT 'backlog-' || n, 'OrderCreated', jsonb_build_object("
+                "  'event_type', 'OrderCreated', 'order_id', gen_random_uuid()::text,"
+                "  'user_id', 'backlog-' || n, 'product_id', 'p', 'quantity', 1,"
+                "  'total_price', 1), 1"
+                " FROM generate_series(1, 30000) AS n"
+            )
+        statements: set[str] = set()
+        deadline = time.monotonic() + 30
+        with psycopg.connect(fresh_database_url, autocommit=True) as notifier:
+            # notifications keep coming, as from appending transactions under load
+            while time.monotonic() < deadline and not any("UNLISTEN" in s for s in statements):
+                notifier.execute("SELECT pg_notify(%s, '')", [EVENTS_CHANNEL])
+                statements.add(listener_statement(fresh_database_url))
+                time.sleep(0.002)
+        assert any("UNLISTEN cqrs_events" in s for s in statements), statements
+        wait_until_caught_up(fresh_database_url, timeout=60)
+        time.sleep(0.3)
+        delays = [seconds_to_apply(fresh_database_url, notify=True) for _ in range(5)]
+        assert "UNLISTEN" not in listener_statement(fresh_database_url)
+        assert projector.process.poll() is None
+    # woken by notifications again, not by the poll: see the first test
+    assert max(delays) < 0.4, delays

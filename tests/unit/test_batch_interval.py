@@ -1,11 +1,14 @@
-"""The projector reads batches that are not full 10 ms apart, and 40 ms apart while the feed
-brings 4,000 events/s or more (fewer batches, each costing the busy machine its CPU)."""
+"""The projector reads batches that are not full 10 ms apart; 40 ms apart while the feed
+brings 4,000 events/s or more (fewer batches, each costing the busy machine its CPU), and
+150 ms apart once it has for five reads in a row (a burst alone never waits that long)."""
 
 import pytest
 
 from cqrs_demo.projector.runner import (
     BATCH_INTERVAL_SECONDS,
     BUSY_BATCH_INTERVAL_SECONDS,
+    SUSTAINED_BATCH_INTERVAL_SECONDS,
+    SUSTAINED_BUSY_READS,
     batch_interval,
 )
 
@@ -27,3 +30,18 @@ def test_the_interval_follows_the_feeds_rate(
     events: int, since_last_read: float, interval: float
 ) -> None:
     assert batch_interval(events, since_last_read) == interval
+
+
+@pytest.mark.parametrize(
+    ("events", "since_last_read", "busy_reads", "interval"),
+    [
+        (300, 0.040, SUSTAINED_BUSY_READS - 1, BUSY_BATCH_INTERVAL_SECONDS),  # not yet
+        (300, 0.040, SUSTAINED_BUSY_READS, SUSTAINED_BATCH_INTERVAL_SECONDS),
+        (900, 0.150, SUSTAINED_BUSY_READS + 10, SUSTAINED_BATCH_INTERVAL_SECONDS),  # 6,000/s
+        (500, 0.150, SUSTAINED_BUSY_READS + 10, BATCH_INTERVAL_SECONDS),  # down to 3,333/s
+    ],
+)
+def test_the_longest_interval_waits_for_a_sustained_rate(
+    events: int, since_last_read: float, busy_reads: int, interval: float
+) -> None:
+    assert batch_interval(events, since_last_read, busy_reads) == interval

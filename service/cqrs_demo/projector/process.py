@@ -2,9 +2,10 @@
 
 It connects, checks the schema, tells systemd ``READY=1``, then runs one loop per projection
 (``runner.run_projection``: each waits for its own lock, so on a second host it waits) and
-one listener that wakes them all. SIGTERM or SIGINT: ``STOPPING=1``, the loops are cancelled
-(a batch being committed is either committed or rolled back by the server), connections
-closed, exit 0. A loop that ends on an error it cannot outlive: exit 1, systemd restarts.
+one listener that wakes them all (while one of them wants it: ``wakeups``). SIGTERM or
+SIGINT: ``STOPPING=1``, the loops are cancelled (a batch being committed is either committed
+or rolled back by the server), connections closed, exit 0. A loop that ends on an error it
+cannot outlive: exit 1, systemd restarts.
 """
 
 import asyncio
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from cqrs_demo.domain.projections import Projection
+from cqrs_demo.ports import Wakeups
 from cqrs_demo.projector.runner import Parts, collect_less, run_projection
+from cqrs_demo.projector.wakeups import ProjectionWakeups
 from cqrs_demo.release import release_id
 from cqrs_demo.systemd import notify
 
@@ -25,15 +28,15 @@ log = logging.getLogger("cqrs_demo.projector")
 @dataclass(frozen=True, slots=True)
 class Projector:
     """The process's parts, wired by ``bootstrap.create_projector``. ``start`` connects and
-    checks the schema (raising if it cannot), ``stop`` closes; ``listen`` calls its argument
-    on every notification of new events, until cancelled; ``outlived`` are the errors a
-    projection's loop logs and retries after (the store's)."""
+    checks the schema (raising if it cannot), ``stop`` closes; ``listen`` wakes its
+    argument on every notification of new events while it wants them, until cancelled;
+    ``outlived`` are the errors a projection's loop logs and retries after (the store's)."""
 
     projections: Mapping[str, Projection]
     parts: Parts
     start: Callable[[], Awaitable[None]]
     stop: Callable[[], Awaitable[None]]
-    listen: Callable[[Callable[[], None]], Coroutine[Any, Any, NoReturn]]
+    listen: Callable[[Wakeups], Coroutine[Any, Any, NoReturn]]
     outlived: tuple[type[Exception], ...]
 
 
@@ -49,17 +52,12 @@ async def _run(projector: Projector) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await projector.start()
-    wakeups = {name: asyncio.Event() for name in projector.projections}
-
-    def wake() -> None:
-        for wakeup in wakeups.values():
-            wakeup.set()
-
+    wakeups = ProjectionWakeups(tuple(projector.projections))
     tasks: list[asyncio.Task[NoReturn]] = [
-        asyncio.create_task(projector.listen(wake), name="listen")
+        asyncio.create_task(projector.listen(wakeups), name="listen")
     ]
     for name, projection in projector.projections.items():
-        running = run_projection(projection, projector.parts, wakeups[name], projector.outlived)
+        running = run_projection(projection, projector.parts, wakeups.of(name), projector.outlived)
         tasks.append(asyncio.create_task(running, name=name))
     names = ", ".join(projector.projections)
     notify(f"READY=1\nSTATUS=projecting {names}, release {release_id()}")

@@ -14,10 +14,13 @@ transaction wakes the projector, and a batch per wake-up (a feed read, the rows'
 transaction, per projection) cost more round trips than the commands themselves, and
 slowed lone commands down (``docs/performance.md``, "Create with the projector running").
 While the feed brings ``BUSY_EVENTS_PER_SECOND`` or more, they start
-``BUSY_BATCH_INTERVAL_SECONDS`` apart: a batch costs about as much CPU as a few hundred
-events besides its events' own, and on a busy machine that CPU is the commands'. Below that
-rate (most of the time) a command is visible sooner. A full batch (a backlog) is followed by
-the next at once.
+``BUSY_BATCH_INTERVAL_SECONDS`` apart, and ``SUSTAINED_BATCH_INTERVAL_SECONDS`` once it has
+for ``SUSTAINED_BUSY_READS`` reads in a row: a batch costs about as much CPU as a few
+hundred events besides its events' own, and on a busy machine that CPU is the commands'.
+(Not at once: a burst after a stall would make a slower stream wait 150 ms.) Below that rate
+(most of the time) a command is visible sooner. A full batch (a backlog) is followed by the
+next at once. A projection reading on a busy timer, or through a backlog, wants no wake-ups
+meanwhile (``wakeups``: the listener stops listening while every projection is busy).
 """
 
 import asyncio
@@ -45,12 +48,15 @@ from cqrs_demo.ports import (
     RowsExist,
 )
 from cqrs_demo.projector.feed import DecodedPage, SharedFeed
+from cqrs_demo.projector.wakeups import Wakeup
 
 log = logging.getLogger("cqrs_demo.projector")
 
 BATCH_INTERVAL_SECONDS = 0.010
 BUSY_EVENTS_PER_SECOND = 4_000
 BUSY_BATCH_INTERVAL_SECONDS = 0.040
+SUSTAINED_BUSY_READS = 5
+SUSTAINED_BATCH_INTERVAL_SECONDS = 0.150
 RETRY_FIRST_SECONDS = 0.5
 # At most this long between two tries while the database is lost: after a failover the
 # projector is back within a second of the new primary (with a cap of 10 s, the pause had
@@ -84,7 +90,7 @@ class Parts:
 async def run_projection(
     projection: Projection,
     parts: Parts,
-    wakeup: asyncio.Event,
+    wakeup: Wakeup,
     outlived: tuple[type[Exception], ...],
 ) -> NoReturn:
     """Be ``projection``'s projector, for as long as the process runs: wait for its lock,
@@ -99,6 +105,7 @@ async def run_projection(
                 pause = RETRY_FIRST_SECONDS
                 await _while_held(projection, parts, wakeup, lock)
             log.warning("projection %s: lost the lock; waiting to take it again", projection.name)
+            wakeup.busy(False)
         except outlived as error:
             log.log(
                 logging.WARNING if pause == RETRY_FIRST_SECONDS else logging.DEBUG,
@@ -108,12 +115,13 @@ async def run_projection(
                 pause,
                 RETRY_MAX_SECONDS,
             )
+            wakeup.busy(False)
             await asyncio.sleep(pause)
             pause = min(pause * 2, RETRY_MAX_SECONDS)
 
 
 async def _while_held(
-    projection: Projection, parts: Parts, wakeup: asyncio.Event, lock: ProjectionLock
+    projection: Projection, parts: Parts, wakeup: Wakeup, lock: ProjectionLock
 ) -> None:
     """Apply batches until the lock is found lost (checked at most every ``poll_seconds``)."""
     checkpoint: Checkpoint | None = None
@@ -122,6 +130,7 @@ async def _while_held(
     checked = time.monotonic()
     next_read = checked  # when the next batch may be read (batch_interval)
     last_read = checked - parts.poll_seconds
+    busy_reads = 0  # reads in a row that found the feed busy, or a full batch
     while True:
         if time.monotonic() - checked >= parts.poll_seconds:
             if not await lock.still_held():
@@ -133,7 +142,7 @@ async def _while_held(
                 checkpoint = await _retry(projection, parts.read_models, checkpoint)
             first = False
         if checkpoint.state != "running":
-            await _wait(wakeup, parts.poll_seconds)
+            await wakeup.wait(parts.poll_seconds)
             checkpoint, caught_up = None, False  # an operator may have skipped the event
             continue
         if (pause := next_read - time.monotonic()) > 0:
@@ -141,8 +150,10 @@ async def _while_held(
         started = time.monotonic()
         page = await parts.feed.page_after(checkpoint.position)
         full = len(page.events) >= parts.feed.batch_size
-        pause = 0.0 if full else batch_interval(len(page.events), started - last_read)
+        pause = 0.0 if full else batch_interval(len(page.events), started - last_read, busy_reads)
         next_read, last_read = started + pause, started
+        busy_reads = busy_reads + 1 if full or pause > BATCH_INTERVAL_SECONDS else 0
+        wakeup.busy(busy_reads > 0)
         if not page.events:
             if not caught_up:
                 log.info(
@@ -152,16 +163,20 @@ async def _while_held(
                     checkpoint.events_applied,
                 )
                 caught_up = True
-            await _wait(wakeup, parts.poll_seconds)
+            await wakeup.wait(parts.poll_seconds)
             continue
         checkpoint = await _apply(projection, parts.read_models, checkpoint, page)
 
 
-def batch_interval(events: int, since_last_read: float) -> float:
+def batch_interval(events: int, since_last_read: float, busy_reads: int = 0) -> float:
     """How long after a batch that was not full the next may be read: the batch held
-    ``events``, read ``since_last_read`` seconds after the one before. See the module."""
-    busy = events >= BUSY_EVENTS_PER_SECOND * since_last_read
-    return BUSY_BATCH_INTERVAL_SECONDS if busy else BATCH_INTERVAL_SECONDS
+    ``events``, read ``since_last_read`` seconds after the one before, which was the last of
+    ``busy_reads`` busy reads (or full batches) in a row. See the module."""
+    if events < BUSY_EVENTS_PER_SECOND * since_last_read:
+        return BATCH_INTERVAL_SECONDS
+    if busy_reads >= SUSTAINED_BUSY_READS:
+        return SUSTAINED_BATCH_INTERVAL_SECONDS
+    return BUSY_BATCH_INTERVAL_SECONDS
 
 
 async def _apply(
@@ -279,12 +294,3 @@ def _report_stop(projection: Projection, checkpoint: Checkpoint) -> None:
         projection.name,
         checkpoint.failed_event_id,
     )
-
-
-async def _wait(wakeup: asyncio.Event, seconds: float) -> None:
-    """Until a wake-up (cleared here) or ``seconds``, whichever comes first."""
-    try:
-        await asyncio.wait_for(wakeup.wait(), seconds)
-    except TimeoutError:
-        return
-    wakeup.clear()

@@ -9,16 +9,19 @@ event committed is not yet in the feed while an older transaction still runs
 
 ``listen`` is the projector's side: notifications only make it quicker (it also polls), so a
 lost listening connection is a warning, and it is made again with a growing pause (0.1 s up
-to 10 s).
+to 10 s). While no projection wants wake-ups (all busy, reading on a timer), it does not
+listen (``UNLISTEN``): each notification costs the server a signal and a message, and the
+appending transactions come by the thousand per second then. It listens again as soon as one
+wants them, and then wakes them all, for what it did not hear meanwhile.
 """
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import NoReturn
 
 import psycopg
 
+from cqrs_demo.ports import Wakeups
 from cqrs_demo.store.connect import RacingConnection
 from cqrs_demo.store.sql import query
 
@@ -35,10 +38,11 @@ RETRY_MAX_SECONDS = 10.0
 log = logging.getLogger("cqrs_demo.projector")
 
 
-async def listen(conninfo: str, wake: Callable[[], None]) -> NoReturn:
-    """Call ``wake`` for every notification on ``EVENTS_CHANNEL``, and once each time the listening
-    connection is made (anything sent while it was away is not delivered). Runs until
-    cancelled; never raises a connection error: it logs a warning and connects again."""
+async def listen(conninfo: str, wakeups: Wakeups) -> NoReturn:
+    """Wake ``wakeups`` for every notification on ``EVENTS_CHANNEL`` while they are wanted,
+    and each time listening starts (on a new connection, or wanted again: anything sent
+    meanwhile was not heard). Runs until cancelled; never raises a connection error: it logs
+    a warning and connects again."""
     pause = RETRY_FIRST_SECONDS
     lost = False
     while True:
@@ -50,8 +54,8 @@ async def listen(conninfo: str, wake: Callable[[], None]) -> NoReturn:
                 if lost:
                     log.info("listening for new events again (channel %s)", EVENTS_CHANNEL)
                 lost, pause = False, RETRY_FIRST_SECONDS
-                wake()
-                await _relay(connection, wake)
+                wakeups.wake()
+                await _relay(connection, wakeups)
         except psycopg.Error as error:
             if not lost:
                 log.warning(
@@ -67,9 +71,21 @@ async def listen(conninfo: str, wake: Callable[[], None]) -> NoReturn:
 
 
 async def _relay(
-    connection: psycopg.AsyncConnection[tuple[object, ...]], wake: Callable[[], None]
+    connection: psycopg.AsyncConnection[tuple[object, ...]], wakeups: Wakeups
 ) -> NoReturn:
+    """Relay notifications while wanted; while not, stop listening until they are. The
+    connection is pinged whenever ``CHECK_EVERY_SECONDS`` pass without a word."""
     while True:
         async for _ in connection.notifies(timeout=CHECK_EVERY_SECONDS):
-            wake()
-        await connection.execute(query("projection_ping"))
+            wakeups.wake()
+            if not wakeups.wanted():
+                break
+        if not wakeups.wanted():
+            await connection.execute(query("projection_unlisten"))
+            while not wakeups.wanted():
+                await wakeups.until_wanted(CHECK_EVERY_SECONDS)
+                await connection.execute(query("projection_ping"))
+            await connection.execute(query("projection_listen"))
+            wakeups.wake()
+        else:
+            await connection.execute(query("projection_ping"))
