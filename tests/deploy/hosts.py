@@ -2,9 +2,12 @@
 
 Each host is a root filesystem made by debootstrap (cached as a tarball between runs),
 booted with ``systemd-nspawn --boot`` in the background and reached over SSH as root with a
-key made for the run. The hosts share this machine's network namespace, so nothing needs
-routing or NAT: every port a host uses (sshd, PostgreSQL, the API) is a free one on
-127.0.0.1 chosen for the run, and every address the tests reach is loopback.
+key made for the run. By default the hosts share this machine's network namespace, so
+nothing needs routing or NAT: every port a host uses (sshd, PostgreSQL, the API) is a free
+one on 127.0.0.1 chosen for the run, and every address the tests reach is loopback. A host
+given a network namespace and a bridge in it (tests/deploy/cluster.py) gets a network of its
+own instead: nspawn runs inside that namespace, attached to the bridge, and SSH to its
+``address`` runs inside the namespace too.
 
 Only processes started here are stopped, by their PID. Every wait has a deadline.
 """
@@ -60,20 +63,32 @@ class Host:
     prometheus_port: int = field(default_factory=lambda: free_port())
     process: subprocess.Popen[bytes] | None = None
     boots: int = 0
+    # Where sshd listens; the namespace and bridge the host is booted in, if any.
+    address: str = "127.0.0.1"
+    netns: str | None = None
+    bridge: str | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    def in_namespace(self, command: list[str]) -> list[str]:
+        """``command`` run in the host's network namespace (as is without one)."""
+        if self.netns is None:
+            return command
+        return ["nsenter", f"--net=/run/netns/{self.netns}", *command]
+
     def ssh_command(self, command: str) -> list[str]:
-        return [
-            "ssh",
-            *ssh_options(self.key, self.known_hosts),
-            "-p",
-            str(self.ssh_port),
-            "root@127.0.0.1",
-            command,
-        ]
+        return self.in_namespace(
+            [
+                "ssh",
+                *ssh_options(self.key, self.known_hosts),
+                "-p",
+                str(self.ssh_port),
+                f"root@{self.address}",
+                command,
+            ]
+        )
 
     def run(self, command: str, *, timeout: float = 60.0, check: bool = True) -> str:
         """Run a shell command on the host as root; return its stdout."""
@@ -97,19 +112,23 @@ class Host:
         """Start systemd-nspawn --boot in the background; return once sshd answers."""
         self.boots += 1
         console = (self.logs / f"{self.name}-console-{self.boots}.log").open("wb")
+        network = [] if self.bridge is None else [f"--network-bridge={self.bridge}"]
         self.process = subprocess.Popen(
-            [
-                "systemd-nspawn",
-                "--boot",
-                "--register=no",
-                "--keep-unit",
-                "--console=read-only",
-                "--link-journal=no",
-                "--resolv-conf=copy-host",
-                f"--machine={self.name}",
-                f"--directory={self.root}",
-                f"--bind={self.apt_cache}:/var/cache/apt/archives",
-            ],
+            self.in_namespace(
+                [
+                    "systemd-nspawn",
+                    "--boot",
+                    "--register=no",
+                    "--keep-unit",
+                    "--console=read-only",
+                    "--link-journal=no",
+                    "--resolv-conf=copy-host",
+                    f"--machine={self.name}",
+                    f"--directory={self.root}",
+                    f"--bind={self.apt_cache}:/var/cache/apt/archives",
+                    *network,
+                ]
+            ),
             stdin=subprocess.DEVNULL,
             stdout=console,
             stderr=subprocess.STDOUT,
@@ -153,6 +172,26 @@ class Host:
                 f"{self.name}: systemd-nspawn exited {status}, not {NSPAWN_REBOOT_EXIT}"
             )
         self.boot()
+
+    def power_cut(self) -> None:
+        """Cut the power: SIGKILL to the host's init, which ends every process it has at once.
+
+        Nothing inside gets to shut down cleanly (no service stops, no lock is released);
+        systemd-nspawn then exits, and :meth:`boot` starts the host again.
+        """
+        assert self.process is not None
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if len(children) != 1:
+            raise HostError(f"{self.name}: systemd-nspawn {pid} has children {children}, not one")
+        os.kill(int(children[0]), signal.SIGKILL)
+        try:
+            self.process.wait(timeout=SHUTDOWN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise HostError(
+                f"{self.name}: systemd-nspawn still running {SHUTDOWN_TIMEOUT:.0f} s after "
+                "its init was killed"
+            ) from None
 
     def shut_down(self) -> None:
         """Power the host off (SIGTERM to our systemd-nspawn), killing it if it hangs."""
@@ -275,8 +314,10 @@ def prepare(host: Host) -> None:
     root = host.root
     (root / "etc/hostname").write_text(f"{host.name}\n")
     (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {host.name}\n")
+    # A host on a network of its own listens on every address: its own may come up after sshd.
+    listen = "" if host.netns is not None else f"ListenAddress {host.address}\n"
     (root / "etc/ssh/sshd_config.d/cqrs-demo-tests.conf").write_text(
-        f"Port {host.ssh_port}\nListenAddress 127.0.0.1\n"
+        f"Port {host.ssh_port}\n{listen}"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
     )
     ssh_dir = root / "root/.ssh"
@@ -291,7 +332,9 @@ def prepare(host: Host) -> None:
         mask.symlink_to("/dev/null")
     host_key = (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
     with host.known_hosts.open("a") as known:
-        known.write(f"[127.0.0.1]:{host.ssh_port} {host_key[0]} {host_key[1]}\n")
+        # ssh looks a host up by its bare address on port 22, as [address]:port on others.
+        where = host.address if host.ssh_port == 22 else f"[{host.address}]:{host.ssh_port}"
+        known.write(f"{where} {host_key[0]} {host_key[1]}\n")
     host.apt_cache.mkdir(parents=True, exist_ok=True)
 
 

@@ -58,7 +58,11 @@ BUSY_BATCH_INTERVAL_SECONDS = 0.040
 SUSTAINED_BUSY_READS = 5
 SUSTAINED_BATCH_INTERVAL_SECONDS = 0.150
 RETRY_FIRST_SECONDS = 0.5
-RETRY_MAX_SECONDS = 10.0
+# At most this long between two tries while the database is lost: after a failover the
+# projector is back within a second of the new primary (with a cap of 10 s, the pause had
+# grown to 4 or 8 s over a 15 s election, and the read models stood still that long after
+# the commands were taken again). A try costs one connection attempt.
+RETRY_MAX_SECONDS = 1.0
 # The cycle collector's thresholds in a projecting process (Python's defaults: 700, 10, 10).
 COLLECTOR_THRESHOLDS = (50_000, 20, 100)
 
@@ -91,8 +95,8 @@ async def run_projection(
 ) -> NoReturn:
     """Be ``projection``'s projector, for as long as the process runs: wait for its lock,
     keep it up to date while the lock is held, and start over when the lock or the database
-    is lost (errors of the types ``outlived``: a warning, then a pause growing from 0.5 s to
-    10 s). Runs until cancelled."""
+    is lost (errors of the types ``outlived``: a warning, then a pause of 0.5 s, then of
+    1 s, each try after the first logged at debug level only). Runs until cancelled."""
     pause = RETRY_FIRST_SECONDS
     while True:
         try:
@@ -103,7 +107,14 @@ async def run_projection(
             log.warning("projection %s: lost the lock; waiting to take it again", projection.name)
             wakeup.busy(False)
         except outlived as error:
-            log.warning("projection %s: %s; trying again in %.1f s", projection.name, error, pause)
+            log.log(
+                logging.WARNING if pause == RETRY_FIRST_SECONDS else logging.DEBUG,
+                "projection %s: %s; trying again in %.1f s, then every %.0f s",
+                projection.name,
+                error,
+                pause,
+                RETRY_MAX_SECONDS,
+            )
             wakeup.busy(False)
             await asyncio.sleep(pause)
             pause = min(pause * 2, RETRY_MAX_SECONDS)

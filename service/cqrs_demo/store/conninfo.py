@@ -59,6 +59,31 @@ def check_servers(params: dict[str, str]) -> None:
     _check_choice(params, "load_balance_hosts", LOAD_BALANCING)
 
 
+def server_attempts(params: dict[str, str]) -> list[dict[str, str]]:
+    """``params`` once per server it names (its ``host``, ``hostaddr`` and ``port`` lists
+    taken apart; one port for all is given to each), without ``target_session_attrs`` and
+    ``load_balance_hosts``, which choose among servers. One server: a list of one.
+    ``params`` must have passed ``check_servers``."""
+    hosts = _items(params.get("host", ""))
+    addresses = _items(params["hostaddr"]) if "hostaddr" in params else []
+    count = max(len(hosts), len(addresses))
+    ports = _items(params.get("port", ""))
+    ports = ports * count if len(ports) == 1 else ports
+    common = {
+        key: value
+        for key, value in params.items()
+        if key not in ("host", "hostaddr", "port", "target_session_attrs", "load_balance_hosts")
+    }
+    attempts = []
+    for number in range(count):
+        attempt = dict(common)
+        for key, values in (("host", hosts), ("hostaddr", addresses), ("port", ports)):
+            if key in params and number < len(values) and values[number]:
+                attempt[key] = values[number]
+        attempts.append(attempt)
+    return attempts
+
+
 def _check_writable(params: dict[str, str]) -> None:
     role = params.get("target_session_attrs", "any")
     if role not in ("any", *WRITABLE_ROLES):

@@ -22,6 +22,7 @@ from typing import NoReturn
 import psycopg
 
 from cqrs_demo.ports import Wakeups
+from cqrs_demo.store.connect import RacingConnection
 from cqrs_demo.store.sql import query
 
 # Written as a literal in both SQL files; tests/store/test_positions_and_notifications.py
@@ -46,7 +47,7 @@ async def listen(conninfo: str, wakeups: Wakeups) -> NoReturn:
     lost = False
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(
+            async with await RacingConnection.connect(
                 conninfo, autocommit=True, application_name="cqrs-demo projector listen"
             ) as connection:
                 await connection.execute(query("projection_listen"))

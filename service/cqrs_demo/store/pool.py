@@ -9,6 +9,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from cqrs_demo.store.connect import RacingConnection
 from cqrs_demo.store.errors import DuplicateRow, RecoveryConflict, StoreError, StoreUnavailable
 from cqrs_demo.store.sql import query
 
@@ -72,6 +73,7 @@ class Database:
     ) -> None:
         self.pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             conninfo,
+            connection_class=RacingConnection,  # several servers: tried at once
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,

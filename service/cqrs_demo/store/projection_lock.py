@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import psycopg
 
+from cqrs_demo.store.connect import RacingConnection
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
 from cqrs_demo.store.sql import query
 
@@ -46,7 +47,7 @@ class PostgresProjectionLocks:
         cannot be reached and ``StoreError`` for any other driver error; the lock is then not
         held."""
         try:
-            connection = await psycopg.AsyncConnection.connect(
+            connection = await RacingConnection.connect(
                 self._conninfo,
                 autocommit=True,
                 application_name=f"cqrs-demo projector lock {projection}"[:63],
