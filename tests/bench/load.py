@@ -97,7 +97,7 @@ def run_wrk(
     text = output_path.read_text(errors="replace")
     if process.returncode != 0:
         raise RuntimeError(f"wrk failed ({process.returncode}): {text[-2000:]}")
-    return _parse(text, acks_prefix, connections, cpu)
+    return parse_wrk_output(text, acks_prefix, connections, cpu)
 
 
 def _wait_with_rusage(process: "subprocess.Popen[bytes]", *, deadline: float) -> float:
@@ -117,7 +117,8 @@ def _fields(line: str) -> dict[str, int]:
     return {key: int(value) for key, _, value in (word.partition("=") for word in line.split()[1:])}
 
 
-def _parse(text: str, acks_prefix: Path, connections: int, cpu: float) -> LoadResult:
+def parse_wrk_output(text: str, acks_prefix: Path, connections: int, cpu: float) -> LoadResult:
+    """What wrk with create_order.lua printed (and wrote to ``acks_prefix``.N), read."""
     result: dict[str, int] = {}
     sent: dict[int, int] = {}
     statuses: dict[int, int] = {}

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from tests.audit import Write, audit_writes
+from tests.bench.load import parse_wrk_output
 from tests.deploy.cluster import (
     Cluster,
     ClusterRun,
@@ -55,7 +56,17 @@ DRILLS = int(os.environ.get("CQRS_TEST_CLUSTER_DRILLS") or 3)
 
 def _require_tools() -> None:
     require(sys.platform == "linux" and os.geteuid() == 0, "root on Linux (systemd-nspawn)")
-    for tool in ("debootstrap", "systemd-nspawn", "nsenter", "ip", "socat", "ssh", "tar", "zstd"):
+    for tool in (
+        "debootstrap",
+        "systemd-nspawn",
+        "nsenter",
+        "ip",
+        "socat",
+        "ssh",
+        "tar",
+        "zstd",
+        "wrk",
+    ):
         require(
             shutil.which(tool) is not None,
             f"the {tool!r} program (packaging/bootstrap installs what is missing)",
@@ -605,6 +616,102 @@ def test_switchover_under_load_loses_nothing(cluster: Cluster, installed: Cluste
     new = wait_for_primary(cluster, 10)
     assert new is not old
     record_figure(cluster, f"switchover {old.name} -> {new.name}: {figures}")
+
+
+def test_site_with_a_database_host_down_stops_naming_it(
+    cluster: Cluster, installed: ClusterRun
+) -> None:
+    """A replica's host powered off, site.yml: it stops before changing anything, naming
+    the host (it used to say the inventory named two database hosts); the host is booted
+    again and the cluster heals."""
+    wait_until_whole(cluster, WHOLE_TIMEOUT, "before a host is powered off for site.yml")
+    leader = wait_for_primary(cluster, 30)
+    down = next(host for host in cluster.hosts.values() if host is not leader)
+    down.power_cut()
+    try:
+        run = run_playbook(
+            cluster, "site.yml", label="5-site-host-down", extra_vars=cluster.release_vars
+        )
+    finally:
+        down.boot()
+    output = run.log.read_text(errors="replace")
+    assert not run.succeeded, run.summary()
+    assert f"{down.name} did not answer: the cluster mode changes" in output, run.summary()
+    assert "the inventory names 2" not in output, run.summary()
+    assert set(run.changed.values()) == {0}, run.summary()
+    wait_until_whole(cluster, REJOIN_TIMEOUT, f"{down.name} booted again after site.yml")
+
+
+# The throughput step: this many connections in all, spread over the API hosts used.
+THROUGHPUT_CONNECTIONS = 24
+THROUGHPUT_SECONDS = 5
+
+
+def unbounded_load(cluster: Cluster, hosts: list[Host], label: str) -> tuple[float, int]:
+    """wrk with tests/bench/create_order.lua against each of ``hosts`` at once, for
+    ``THROUGHPUT_SECONDS``, from inside the namespace: the 202s per second of all of them,
+    and the 202s; every 202 is then found stored once on the primary, and every answer was
+    a 202."""
+    nonce = f"tp{uuid.uuid4().hex[:10]}"
+    connections = THROUGHPUT_CONNECTIONS // len(hosts)
+    runs = []
+    for host in hosts:
+        acks = cluster.logs / f"throughput-{label}-{host.name}.acks"
+        command = [
+            *("wrk", "-t1", f"-c{connections}", f"-d{THROUGHPUT_SECONDS}s", "--timeout", "5s"),
+            *("-s", str(REPO / "tests/bench/create_order.lua")),
+            f"http://{host.address}:{host.http_port}/",
+            *("--", f"{nonce}{host.name}", str(acks)),
+        ]
+        process = subprocess.Popen(
+            cluster.network.enter(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        cluster.processes.append(process)
+        runs.append((process, acks))
+    results = []
+    for process, acks in runs:
+        printed, _ = process.communicate(timeout=THROUGHPUT_SECONDS + 60)
+        (acks.parent / f"{acks.name}.out").write_bytes(printed)
+        results.append(parse_wrk_output(printed.decode(), acks, connections, 0.0))
+    assert all(result.errors == 0 for result in results), [r.statuses for r in results]
+    acknowledged = [
+        (str(ack.aggregate_id), Write(str(ack.aggregate_id), int(ack.version or 0)))
+        for result in results
+        for ack in result.acks
+    ]
+    leader = wait_for_primary(cluster, 30)
+    sql = (
+        "SELECT aggregate_id, version FROM events "
+        "WHERE aggregate_id LIKE '%-' || :'nonce' || '%' ORDER BY id"
+    )
+    output = leader.run(
+        f"cd / && echo {quote(sql)} | runuser -u postgres -- psql -X -A -t -q -F ' ' "
+        f"-d cqrs_events -v nonce={quote(nonce)}"
+    )
+    rows = [line.split() for line in output.splitlines() if line]
+    stored_rows = [(stream, Write(stream, int(version))) for stream, version in rows]
+    found = audit_writes(acknowledged, stored_rows, unanswered=THROUGHPUT_CONNECTIONS)
+    assert not found.problems, found.problems[:10]
+    return sum(result.rps for result in results), len(acknowledged)
+
+
+def test_throughput_by_api_hosts_is_measured_and_every_202_stored(
+    cluster: Cluster, installed: ClusterRun
+) -> None:
+    """Commands/s with 1, 2 and 3 API hosts taking them, 24 connections in all: a figure of
+    this machine, whose two cores every host shares (docs/scaling.md), not a scaling claim."""
+    wait_until_whole(cluster, WHOLE_TIMEOUT, "before the throughput step")
+    hosts = list(cluster.hosts.values())
+    figures = {}
+    for count in range(1, len(hosts) + 1):
+        rate, acknowledged = unbounded_load(cluster, hosts[:count], f"{count}-apis")
+        assert acknowledged > 0
+        figures[f"{count} API host{'s' if count > 1 else ''}"] = round(rate)
+    record_figure(
+        cluster,
+        f"throughput, {THROUGHPUT_CONNECTIONS} connections in all, {THROUGHPUT_SECONDS} s each,"
+        f" commands/s: {json.dumps(figures)}",
+    )
 
 
 def test_a_second_run_changes_nothing(cluster: Cluster, installed: ClusterRun) -> None:
