@@ -158,18 +158,27 @@ def start_load(cluster: Cluster, label: str) -> Load:
     return Load(process, out, prefix)
 
 
-def stored(host: Host, prefix: str) -> list[tuple[str, Write]]:
-    """The load's events (its users' streams), read on ``host`` (the primary) as postgres."""
+def stored_events(host: Host, pattern: str) -> list[tuple[str, int, str]]:
+    """(stream, version, event id) of the events whose stream is ``LIKE pattern``, in the
+    table's order, read on ``host`` (the primary) as postgres."""
     sql = (
         "SELECT aggregate_id, version, event_id FROM events "
-        "WHERE aggregate_id LIKE :'prefix' || '-%' ORDER BY id"
+        "WHERE aggregate_id LIKE :'pattern' ORDER BY id"
     )
     output = host.run(
         f"cd / && echo {quote(sql)} | runuser -u postgres -- psql -X -A -t -q -F ' ' "
-        f"-d cqrs_events -v prefix={quote(prefix)}"
+        f"-d cqrs_events -v pattern={quote(pattern)}"
     )
     rows = [line.split() for line in output.splitlines() if line]
-    return [(stream, Write(stream, int(version), event)) for stream, version, event in rows]
+    return [(stream, int(version), event) for stream, version, event in rows]
+
+
+def stored(host: Host, prefix: str) -> list[tuple[str, Write]]:
+    """The load's events (its users' streams, named ``prefix``-...)."""
+    return [
+        (stream, Write(stream, version, event))
+        for stream, version, event in stored_events(host, f"{prefix}-%")
+    ]
 
 
 def audit(cluster: Cluster, load: Load, records: list[dict[str, Any]]) -> dict[str, int]:
@@ -680,16 +689,10 @@ def unbounded_load(cluster: Cluster, hosts: list[Host], label: str) -> tuple[flo
         for ack in result.acks
     ]
     leader = wait_for_primary(cluster, 30)
-    sql = (
-        "SELECT aggregate_id, version FROM events "
-        "WHERE aggregate_id LIKE '%-' || :'nonce' || '%' ORDER BY id"
-    )
-    output = leader.run(
-        f"cd / && echo {quote(sql)} | runuser -u postgres -- psql -X -A -t -q -F ' ' "
-        f"-d cqrs_events -v nonce={quote(nonce)}"
-    )
-    rows = [line.split() for line in output.splitlines() if line]
-    stored_rows = [(stream, Write(stream, int(version))) for stream, version in rows]
+    stored_rows = [  # the user ids are u-RANDOM-NONCE-THREAD-N; wrk knows no event ids
+        (stream, Write(stream, version))
+        for stream, version, _ in stored_events(leader, f"%-{nonce}%")
+    ]
     found = audit_writes(acknowledged, stored_rows, unanswered=THROUGHPUT_CONNECTIONS)
     assert not found.problems, found.problems[:10]
     return sum(result.rps for result in results), len(acknowledged)
