@@ -16,15 +16,14 @@ import gc
 import logging
 import multiprocessing
 import os
-import queue
 import resource
 import signal
 import socket
 import time
 from contextlib import AbstractContextManager, nullcontext
-from multiprocessing.connection import wait
+from multiprocessing import resource_tracker
+from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
-from multiprocessing.queues import Queue
 from types import FrameType
 
 import uvicorn
@@ -68,9 +67,14 @@ def _metrics_endpoint(settings: Settings) -> AbstractContextManager[None]:
 
 def _serve(settings: Settings, listener: socket.socket) -> int:
     context = multiprocessing.get_context("spawn")
-    ready: Queue[int] = context.Queue()
+    # A pipe, not a Queue: a Queue's lock is a semaphore that the resource tracker watches
+    # (_stop_resource_tracker): stopped first, it would report it leaked, and the Queue's
+    # clean-up at exit would start a tracker again.
+    ready, ready_writer = context.Pipe(duplex=False)
     workers = [
-        context.Process(target=run_worker, args=(settings, listener, ready), name=f"worker-{n}")
+        context.Process(
+            target=run_worker, args=(settings, listener, ready_writer), name=f"worker-{n}"
+        )
         for n in range(settings.workers)
     ]
     stop_requested = _catch_stop_signals()
@@ -93,6 +97,7 @@ def _serve(settings: Settings, listener: socket.socket) -> int:
     finally:
         notify("STOPPING=1")
         _stop(workers)
+        _stop_resource_tracker()
         codes = ", ".join(f"{worker.name} {worker.exitcode}" for worker in workers)
         log.info("stopped; workers' exit codes: %s", codes)
 
@@ -139,7 +144,7 @@ def bind(host: str, port: int) -> socket.socket:
     return listener
 
 
-def run_worker(settings: Settings, listener: socket.socket, ready: "Queue[int]") -> None:
+def run_worker(settings: Settings, listener: socket.socket, ready: Connection) -> None:
     """A worker process: uvicorn on the shared socket; reports its pid once serving."""
     # Ctrl-C in a terminal reaches every process of the group, workers too. uvicorn handles
     # the SIGINT (a graceful stop) and then raises it again for the handler it replaced;
@@ -187,7 +192,7 @@ def run_worker(settings: Settings, listener: socket.socket, ready: "Queue[int]")
             # Everything made at start-up lives as long as the process: keep it out of the
             # garbage collector's scans, which otherwise run every few hundred requests.
             gc.freeze()
-            ready.put(os.getpid())
+            ready.send(os.getpid())
         await serving
         watching.cancel()
 
@@ -232,9 +237,7 @@ class StopFlag:
         return self._set
 
 
-def _await_ready(
-    workers: list[SpawnProcess], ready: "Queue[int]", stop_requested: StopFlag
-) -> bool:
+def _await_ready(workers: list[SpawnProcess], ready: Connection, stop_requested: StopFlag) -> bool:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     waiting = len(workers)
     while waiting and not stop_requested():
@@ -244,12 +247,21 @@ def _await_ready(
         if time.monotonic() > deadline:
             log.error("workers not ready after %.0f s; exiting", START_TIMEOUT_SECONDS)
             return False
-        try:
-            ready.get(timeout=0.1)
+        if ready.poll(0.1):
+            ready.recv()  # a message this small is one write to the pipe: never interleaved
             waiting -= 1
-        except queue.Empty:
-            pass
     return not waiting
+
+
+def _stop_resource_tracker() -> None:
+    """Stop the helper process that ``spawn`` started beside the workers (multiprocessing's
+    resource tracker) and wait for it, once the workers are gone. By itself it exits only
+    after this process has: under systemd too late, as the unit's main process exited,
+    systemd kills what is left of the unit (a SIGKILL line in the journal on every stop).
+    ``_stop`` is the tracker's own method (CPython 3.11 to 3.13), not a public one."""
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)
+    if stop is not None:
+        stop()
 
 
 def _supervise(workers: list[SpawnProcess], stop_requested: StopFlag) -> int:

@@ -195,6 +195,31 @@ async def test_sigterm_drains_a_request_in_flight(database_url: str, tmp_path: P
         ).fetchone() == (1,)
 
 
+def test_sigterm_leaves_no_process_of_the_service_behind(database_url: str, tmp_path: Path) -> None:
+    # Under systemd, what is left of a unit when its main process exits is killed: a
+    # "Killing process ... with signal SIGKILL" line in the journal on every stop. So what
+    # counts is what runs at the moment the main process exits, before it is reaped.
+    with running_service(database_url, tmp_path) as service:
+        children = service.children()
+        assert len(children) == 3, children  # two workers, multiprocessing's resource tracker
+        service.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _state(service.process.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.001)
+        left = [pid for pid in children if _state(pid) not in {"Z", None}]
+        assert service.process.wait(30) == 0
+    assert left == [], f"still running when the main process exited: {left}"
+
+
+def _state(pid: int) -> str | None:
+    """The state of process ``pid`` (``Z``: exited, not yet reaped), ``None`` if none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return stat.rpartition(")")[2].split()[0]
+
+
 def test_a_dead_worker_stops_the_service_with_exit_1(database_url: str, tmp_path: Path) -> None:
     with running_service(database_url, tmp_path) as service:
         python_workers = service.worker_pids()

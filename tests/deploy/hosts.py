@@ -37,6 +37,12 @@ PACKAGES = (
 RECIPE_VERSION = "1"
 BOOT_TIMEOUT = 120.0
 SHUTDOWN_TIMEOUT = 60.0
+# The hosts' systemd on the unified cgroup hierarchy (cgroup v2 alone), as Ubuntu 24.04,
+# Debian 12 and Debian 13 boot by default. Without it nspawn copies this machine's hybrid
+# layout (v1 controllers, v2 beside them), where the hosts' systemd now and then failed to
+# start a unit right after another had stopped ("status=219/CGROUP", "Failed to spawn
+# executor: No such file or directory"): a failure of the test hosts, not of the units.
+NSPAWN_ENVIRONMENT = {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
 NSPAWN_REBOOT_EXIT = 133  # systemd-nspawn's exit status when the container asked to reboot
 
 
@@ -133,6 +139,7 @@ class Host:
             stdout=console,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **NSPAWN_ENVIRONMENT},
         )
         console.close()
         self.wait_until_up()

@@ -172,6 +172,11 @@ def test_security_exposure_is_at_most_2(host: Host) -> None:
     assert float(match[1]) <= 2.0, report
 
 
+def test_host_runs_the_unified_cgroup_hierarchy_as_the_targets_do(host: Host) -> None:
+    # Ubuntu 24.04, Debian 12 and 13 boot with cgroup v2 alone (tests/deploy/hosts.py).
+    assert host.run("stat -fc %T /sys/fs/cgroup").strip() == "cgroup2fs"
+
+
 def test_unit_verifies_clean(host: Host) -> None:
     result = host.try_run("systemd-analyze verify cqrs-demo.service")
     assert result.returncode == 0, result.stderr
@@ -435,6 +440,15 @@ def test_sandbox_blocks_nothing_the_service_uses(host: Host) -> None:
     for refusal in ("Operation not permitted", "Permission denied", "Read-only file system"):
         assert refusal not in journal, journal[-3000:]
     assert "status=31/SYS" not in host.run("journalctl -u cqrs-demo --no-pager")
+
+
+def test_stops_leave_nothing_for_systemd_to_kill(host: Host) -> None:
+    # The upgrade, the rollback and the restarts above stopped both units: each stop ended
+    # every process of the unit before its main process exited.
+    stops = host.run("journalctl -u cqrs-demo -u cqrs-demo-projector -o cat --no-pager")
+    assert "Stopped cqrs-demo.service" in stops, stops[-3000:]
+    killed = [line for line in stops.splitlines() if "with signal SIGKILL" in line]
+    assert killed == [], killed
 
 
 # A reboot

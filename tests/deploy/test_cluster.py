@@ -6,14 +6,17 @@ suite per run keeps the suite's time within CI's.
 In order: the hosts and their network (each reaches the others, apt reaches the mirror
 through the relay); site.yml with cqrs_cluster_enabled; the API on every host; a power cut
 of the primary's host under a load that round-robins the three APIs and retries with
-Idempotency-Key; its return as a replica; a planned switchover (switchover.yml) under load;
-and a second run of the playbook that changes nothing. The figures (seconds from the power
+Idempotency-Key, after which both read models must equal their recomputation from the
+events, row by row; its return as a replica; queries on a standby and the status screen
+naming both; a planned switchover (switchover.yml) under load; and a second run of the
+playbook that changes nothing. The figures (seconds from the power
 cut to the first 202, commands acknowledged, lost, duplicated) are printed and kept in the
 logs directory (timings.txt, figures.txt).
 """
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -38,8 +41,10 @@ from tests.deploy.cluster import (
     primary,
     run_playbook,
 )
+from tests.deploy.documented import host_commands
 from tests.deploy.hosts import Host, HostError, quote
 from tests.deploy.playbooks import REPO
+from tests.projector.support import READ_MODEL_DIFFERENCES
 from tests.support import require
 
 pytestmark = pytest.mark.deploy
@@ -49,6 +54,8 @@ FAILOVER_TIMEOUT = 90.0
 REJOIN_TIMEOUT = 180.0
 # Before a drill the cluster is as the last step left it: whole, or healing within this.
 WHOLE_TIMEOUT = 60.0
+# How long the projector may take to apply what the load appended, once it stopped.
+CATCH_UP_TIMEOUT = 60.0
 # How late a host's address comes when it is booted again after a power cut.
 ADDRESS_LATE = 5.0
 DRILLS = int(os.environ.get("CQRS_TEST_CLUSTER_DRILLS") or 3)
@@ -201,6 +208,28 @@ def audit(cluster: Cluster, load: Load, records: list[dict[str, Any]]) -> dict[s
     assert not found.problems, f"{figures}: {found.problems[:10]}"
     assert not given_up, f"never acknowledged within 90 s: {given_up[:3]}"
     return figures
+
+
+def read_models_converged(cluster: Cluster) -> int:
+    """Once both projections have applied every event (read on the primary: a standby may
+    be behind it), compare both read models with their recomputation from the events, on
+    the primary, row by row (``tests/projector/support.READ_MODEL_DIFFERENCES``); the
+    number of orders in the read model."""
+    leader = wait_for_primary(cluster, FAILOVER_TIMEOUT)
+    caught_up = (
+        "SELECT count(*) FROM projection_checkpoints"
+        " WHERE projection IN ('orders', 'user_order_summaries') AND state = 'running'"
+        " AND events_applied = (SELECT count(*) FROM events)"
+    )
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT
+    while psql(leader, caught_up, "cqrs_events") != "2":
+        if time.monotonic() > deadline:
+            checkpoints = psql(leader, "SELECT * FROM projection_checkpoints", "cqrs_events")
+            pytest.fail(f"projections not caught up in {CATCH_UP_TIMEOUT:.0f} s: {checkpoints}")
+        time.sleep(1)
+    differences = psql(leader, READ_MODEL_DIFFERENCES, "cqrs_events")
+    assert differences == "", f"the read models differ from the events:\n{differences[:3000]}"
+    return int(psql(leader, "SELECT count(*) FROM orders", "cqrs_events"))
 
 
 def wait_for_primary(cluster: Cluster, timeout: float) -> Host:
@@ -510,6 +539,7 @@ def power_cut_drill(cluster: Cluster, number: int) -> dict[str, Any]:
         time.sleep(10)
         counts = audit(cluster, load, load.stop())
         seen = watch.stop()
+        orders = read_models_converged(cluster)
     finally:
         end(load.process)
         end(watch.process)
@@ -534,6 +564,7 @@ def power_cut_drill(cluster: Cluster, number: int) -> dict[str, Any]:
         "projector running s": round(projector - cut, 1),
         **counts,
         "lost": counts["problems"],
+        "orders audited in the read models": orders,
     }
     record_figure(cluster, f"power cut: {json.dumps(figures)}")
     wait_until_whole(cluster, REJOIN_TIMEOUT, f"{old.name} booted again after power cut {number}")
@@ -612,6 +643,26 @@ def test_queries_read_from_a_standby_and_min_position_holds_there(
         "SELECT count(*) FROM pg_stat_activity WHERE usename = 'cqrs_app'",
     )
     assert int(reading) > 0, f"no cqrs_app session on the standby {standbys[1].name}"
+
+
+def test_status_shows_the_primary_it_writes_to_and_the_standby_it_reads(
+    cluster: Cluster, installed: ClusterRun
+) -> None:
+    # The documented command (docs/operations.md, "One status screen"), on a host whose
+    # queries read a standby (CQRS_READ_DATABASE_URL, prefer-standby).
+    leader = wait_for_primary(cluster, 30)
+    command = host_commands("## One status screen")[0].removeprefix("sudo ")
+    screen = leader.try_run(command)
+    (cluster.logs / f"status-{leader.name}.txt").write_text(screen.stdout + screen.stderr)
+    assert re.search(r"^ok +database +\S+ reachable, primary, ", screen.stdout, re.M), screen.stdout
+    read = re.search(
+        r"^ok +read database +\S+ reachable \((\S+) answered\), standby, .*;"
+        r" the queries read here$",
+        screen.stdout,
+        re.M,
+    )
+    assert read, screen.stdout
+    assert leader.address not in read[1], screen.stdout
 
 
 def test_switchover_under_load_loses_nothing(cluster: Cluster, installed: ClusterRun) -> None:

@@ -12,6 +12,7 @@ from tests.projector.support import (
     Writers,
     audit,
     checkpoints,
+    read_model_differences,
     running_projector,
     wait_until_caught_up,
 )
@@ -32,6 +33,31 @@ async def test_batches_leave_what_a_recomputation_from_the_events_gives(
         wait_until_caught_up(fresh_database_url)
     assert audit(fresh_database_url) > 250
     assert {state for *_, state in checkpoints(fresh_database_url).values()} == {"running"}
+
+
+async def test_the_audit_names_each_row_a_read_model_has_wrong(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    async with Writers(fresh_database_url) as writers:
+        await writers.write(60)
+    with running_projector(fresh_database_url, tmp_path):
+        wait_until_caught_up(fresh_database_url)
+    assert read_model_differences(fresh_database_url) == []
+    with psycopg.connect(fresh_database_url) as conn:
+        conn.execute(
+            "UPDATE orders SET quantity = quantity + 1"
+            " WHERE order_id = (SELECT min(order_id) FROM orders)"
+        )
+        conn.execute(
+            "DELETE FROM user_order_summaries"
+            " WHERE user_id = (SELECT min(user_id) FROM user_order_summaries)"
+        )
+    sides = sorted(side for side, _ in read_model_differences(fresh_database_url))
+    assert sides == [
+        "orders, from the events only",
+        "orders, in the read model only",
+        "user_order_summaries, from the events only",
+    ]
 
 
 async def test_kill_9_mid_run_under_appends_applies_every_event_once(
