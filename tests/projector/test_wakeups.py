@@ -74,6 +74,18 @@ def test_a_killed_listening_connection_is_logged_and_made_again(
     assert {state for *_, state in checkpoints(fresh_database_url).values()} == {"running"}
 
 
+def wait_until_listening(database_url: str, timeout: float = 10) -> None:
+    """Until the listening connection's last statement is ``LISTEN`` (it connects beside
+    the projections, which may be caught up before it has)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        statement = listener_statement(database_url)
+        if "LISTEN cqrs_events" in statement and "UNLISTEN" not in statement:
+            return
+        assert time.monotonic() < deadline, f"not listening after {timeout} s: {statement!r}"
+        time.sleep(0.02)
+
+
 def listener_statement(database_url: str) -> str:
     """The last statement of the projector's listening connection."""
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -89,7 +101,7 @@ def test_busy_through_a_backlog_it_stops_listening_and_listens_again_after(
 ) -> None:
     with running_projector(fresh_database_url, tmp_path) as projector:
         wait_until_caught_up(fresh_database_url)
-        assert "LISTEN cqrs_events" in listener_statement(fresh_database_url)
+        wait_until_listening(fresh_database_url)
         with psycopg.connect(fresh_database_url) as conn:  # 30,000 orders, one transaction
             conn.execute(
                 "INSERT INTO events (aggregate_id, event_type, payload, version)"
@@ -115,3 +127,49 @@ def test_busy_through_a_backlog_it_stops_listening_and_listens_again_after(
         assert projector.process.poll() is None
     # woken by notifications again, not by the poll: see the first test
     assert max(delays) < 0.4, delays
+
+
+def test_a_steady_stream_read_on_the_timer_stops_its_wakeups_and_they_come_back_after(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    # Far below the busy rate (runner.BUSY_EVENTS_PER_SECOND): every read finds a few events.
+    with running_projector(fresh_database_url, tmp_path) as projector:
+        wait_until_caught_up(fresh_database_url)
+        wait_until_listening(fresh_database_url)
+        statements: set[str] = set()
+        orders = 0
+        deadline = time.monotonic() + 20
+        with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+            while time.monotonic() < deadline and not any("UNLISTEN" in s for s in statements):
+                insert_order(conn)  # a few hundred orders a second, evenly, each notified
+                orders += 1
+                if orders % 10 == 0:
+                    statements.add(listener_statement(fresh_database_url))
+                time.sleep(0.002)
+        assert any("UNLISTEN cqrs_events" in s for s in statements), (orders, statements)
+        wait_until_caught_up(fresh_database_url, timeout=10)
+        time.sleep(0.3)
+        delays = [seconds_to_apply(fresh_database_url, notify=True) for _ in range(5)]
+        assert "UNLISTEN" not in listener_statement(fresh_database_url)
+        assert projector.process.poll() is None
+    assert max(delays) < 0.4, delays
+
+
+def insert_order(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """``place_order``'s order and notification, on ``conn`` (autocommit)."""
+    user, order = f"stream-{uuid7()}", str(uuid7())
+    payload = {
+        "event_type": "OrderCreated",
+        "order_id": order,
+        "user_id": user,
+        "product_id": "p",
+        "quantity": 1,
+        "total_price": 1,
+    }
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO events (aggregate_id, event_type, payload, version)"
+            " VALUES (%s, 'OrderCreated', %s, 1)",
+            [user, json.dumps(payload)],
+        )
+        conn.execute("SELECT pg_notify(%s, '')", [EVENTS_CHANNEL])

@@ -3,7 +3,8 @@
 Every appending transaction notifies the projector when it commits (``store.notifications``),
 and each notification costs the database a signal and a message to the listening
 connection, and this process a read. A projection that is caught up waits for the next one.
-A busy projection does not: it reads the feed on a timer (``runner.batch_interval``), so
+A busy projection does not: it reads the feed on a timer (``runner.batch_interval``) while
+the feed is busy, or while its reads keep finding events (``runner.TIMED_READS``), so
 while every projection of the process is busy the listener stops listening, and listens
 again (then wakes them all, for what it did not hear) as soon as one of them is not.
 """

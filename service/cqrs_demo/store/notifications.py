@@ -11,8 +11,8 @@ event committed is not yet in the feed while an older transaction still runs
 lost listening connection is a warning, and it is made again with a growing pause (0.1 s up
 to 10 s). While no projection wants wake-ups (all busy, reading on a timer), it does not
 listen (``UNLISTEN``): each notification costs the server a signal and a message, and the
-appending transactions come by the thousand per second then. It listens again as soon as one
-wants them, and then wakes them all, for what it did not hear meanwhile.
+appending transactions come by the hundred or thousand per second then. It listens again
+as soon as one wants them, and then wakes them all, for what it did not hear meanwhile.
 """
 
 import asyncio
