@@ -60,8 +60,9 @@ BUSY_BATCH_INTERVAL_SECONDS = 0.040
 SUSTAINED_BUSY_READS = 5
 SUSTAINED_BATCH_INTERVAL_SECONDS = 0.150
 # Reads in a row that found events, after which a projection needs no wake-ups: at one
-# client's 1,400 commands/s, a notification per command cost the machine about 0.14 ms of
-# CPU per command (docs/performance.md, "Wake-ups while reading on the timer").
+# client's 1,400 commands/s, a notification per command cost the machine about a fifth of
+# its CPU per command (docs/performance.md, "Wake-ups while reading on the timer, and one
+# connection").
 TIMED_READS = 3
 RETRY_FIRST_SECONDS = 0.5
 # At most this long between two tries while the database is lost: after a failover the
