@@ -115,6 +115,13 @@ async def test_only_the_newest_pages_are_kept() -> None:
     assert store.reads.count(Position(3, 3)) == 1
 
 
+def test_the_pages_kept_hold_about_as_many_events_whatever_the_batch_size() -> None:
+    store = FakeFeed([])
+    kept = {size: SharedFeed(store, batch_size=size).keep_pages for size in (1000, 3000, 20_000)}
+    assert kept == {1000: 16, 3000: 5, 20_000: 2}
+    assert SharedFeed(store, batch_size=3000, keep_pages=7).keep_pages == 7
+
+
 async def test_decoding_stops_at_the_first_unreadable_event() -> None:
     bad = feed_event(2, {"order_id": "o2", "user_id": "u2", "quantity": "two"})
     store = FakeFeed([good(1), bad, good(3)])
@@ -128,7 +135,7 @@ async def test_decoding_stops_at_the_first_unreadable_event() -> None:
 
 def test_projector_settings_have_defaults_and_limits() -> None:
     settings = load_settings(URL)
-    assert (settings.projector_batch_size, settings.projector_poll_seconds) == (1000, 1.0)
+    assert (settings.projector_batch_size, settings.projector_poll_seconds) == (3000, 1.0)
     tuned = load_settings(
         {**URL, "CQRS_PROJECTOR_BATCH_SIZE": "50", "CQRS_PROJECTOR_POLL_SECONDS": "0.25"}
     )

@@ -1,7 +1,9 @@
 """The feed as this process's projections read it: each page read and decoded once.
 
 The projections of one process read the same events; a page is read (and its events
-decoded) once for all of them while it is in ``keep_pages``, the most recent full pages.
+decoded) once for all of them while it is in ``keep_pages``, the most recent full pages
+(by default as many as hold ``KEEP_EVENTS`` events, two at least, so that the memory they
+take does not grow with the batch size: ``docs/performance.md``, "Batches of 3,000").
 A full page after a position is final: the feed reads only events of transactions that
 ended before every running one, so no event can appear among them later (``read_feed``).
 A page that is not full is never kept (more events may follow its last), only shared by
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from cqrs_demo.domain.events import decode_event
 from cqrs_demo.domain.orders import EVENT_TYPES, OrderEvent
 from cqrs_demo.ports import FeedEvent, FeedReader, Position, ProjectionStop
+
+KEEP_EVENTS = 16_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +34,12 @@ class DecodedPage:
 class SharedFeed:
     """Pages of ``batch_size`` events, read from ``events`` and shared; see the module."""
 
-    def __init__(self, events: FeedReader, *, batch_size: int, keep_pages: int = 16) -> None:
+    def __init__(
+        self, events: FeedReader, *, batch_size: int, keep_pages: int | None = None
+    ) -> None:
         self._events = events
         self.batch_size = batch_size
-        self._keep_pages = keep_pages
+        self.keep_pages = max(2, KEEP_EVENTS // batch_size) if keep_pages is None else keep_pages
         self._pages: OrderedDict[Position, asyncio.Future[DecodedPage]] = OrderedDict()
 
     async def page_after(self, position: Position) -> DecodedPage:
@@ -60,7 +66,7 @@ class SharedFeed:
             or len(done.result().events) < self.batch_size
         ):
             self._pages.pop(position, None)
-        while len(self._pages) > self._keep_pages:
+        while len(self._pages) > self.keep_pages:
             self._pages.popitem(last=False)
 
 
