@@ -41,6 +41,10 @@ log = logging.getLogger("cqrs_demo")
 START_TIMEOUT_SECONDS = 10.0
 PRUNE_EVERY_SECONDS = 600.0
 PUBLISH_EVERY_SECONDS = 1.0
+# The longest the projector's stop waits for its pool's background tasks: with the loops'
+# grace (projector.process.STOP_GRACE_SECONDS) well inside the unit's TimeoutStopSec (15 s)
+# even when the server answers nothing.
+STOP_POOL_SECONDS = 1.0
 
 
 def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> HotPathsFirst:
@@ -242,7 +246,7 @@ def create_projector(settings: Settings) -> Projector:
     async def stop() -> None:
         for close in close_metrics:
             close()
-        await database.close()
+        await database.close(wait_seconds=STOP_POOL_SECONDS)
 
     return Projector(
         projections=PROJECTIONS,

@@ -239,3 +239,20 @@ class Writers:
             except ExpectedVersionMismatch:
                 continue
             return
+
+
+def insert_backlog(database_url: str, count: int) -> None:
+    """``count`` orders of 500 users, written straight into the table in one transaction."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(BACKLOG, [count])
+
+
+BACKLOG = """
+INSERT INTO events (aggregate_id, event_type, payload, version)
+SELECT 'backlog-' || (i %% 500), 'OrderCreated',
+       jsonb_build_object('event_type', 'OrderCreated', 'order_id', 'backlog-order-' || i,
+                          'user_id', 'backlog-' || (i %% 500), 'product_id', 'p',
+                          'quantity', 1 + i %% 5, 'total_price', (i %% 1000) / 100.0),
+       i / 500 + 1
+FROM generate_series(0, %s - 1) AS i
+"""

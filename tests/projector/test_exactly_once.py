@@ -12,6 +12,7 @@ from tests.projector.support import (
     Writers,
     audit,
     checkpoints,
+    insert_backlog,
     read_model_differences,
     running_projector,
     wait_until_caught_up,
@@ -91,20 +92,3 @@ async def test_kill_9_mid_run_under_appends_applies_every_event_once(
     assert audit(fresh_database_url) > 30_000
     for _, applied, total, state in checkpoints(fresh_database_url).values():
         assert (applied, state) == (total, "running")
-
-
-def insert_backlog(database_url: str, count: int) -> None:
-    """``count`` orders of 500 users, written straight into the table in one transaction."""
-    with psycopg.connect(database_url) as conn:
-        conn.execute(BACKLOG, [count])
-
-
-BACKLOG = """
-INSERT INTO events (aggregate_id, event_type, payload, version)
-SELECT 'backlog-' || (i %% 500), 'OrderCreated',
-       jsonb_build_object('event_type', 'OrderCreated', 'order_id', 'backlog-order-' || i,
-                          'user_id', 'backlog-' || (i %% 500), 'product_id', 'p',
-                          'quantity', 1 + i %% 5, 'total_price', (i %% 1000) / 100.0),
-       i / 500 + 1
-FROM generate_series(0, %s - 1) AS i
-"""

@@ -15,10 +15,10 @@ from tests.projector.support import (
     Writers,
     audit,
     checkpoints,
+    insert_backlog,
     running_projector,
     wait_until_caught_up,
 )
-from tests.projector.test_exactly_once import insert_backlog
 from tests.support import CQRS_DEMO
 
 pytestmark = pytest.mark.anyio

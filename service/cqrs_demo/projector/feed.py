@@ -40,14 +40,14 @@ class SharedFeed:
         self._events = events
         self.batch_size = batch_size
         self.keep_pages = max(2, KEEP_EVENTS // batch_size) if keep_pages is None else keep_pages
-        self._pages: OrderedDict[Position, asyncio.Future[DecodedPage]] = OrderedDict()
+        self._pages: OrderedDict[Position, asyncio.Task[DecodedPage]] = OrderedDict()
 
     async def page_after(self, position: Position) -> DecodedPage:
         """Up to ``batch_size`` events after ``position``, decoded. Raises what
         ``FeedReader.read_feed`` raises (to every reader waiting for that page)."""
         page = self._pages.get(position)
         if page is None:
-            page = asyncio.ensure_future(self._read(position))
+            page = asyncio.create_task(self._read(position), name="feed")
             self._pages[position] = page
             page.add_done_callback(lambda done: self._keep_if_full(position, done))
         else:
@@ -59,7 +59,12 @@ class SharedFeed:
         decoded, unreadable = decode_page(page.events)
         return DecodedPage(page.events, tuple(decoded), unreadable)
 
-    def _keep_if_full(self, position: Position, done: "asyncio.Future[DecodedPage]") -> None:
+    def reads(self) -> list["asyncio.Task[DecodedPage]"]:
+        """The reads under way: a reader cancelled while waiting for its page does not
+        cancel the read (other readers may wait for it too); a stop cancels these."""
+        return [page for page in self._pages.values() if not page.done()]
+
+    def _keep_if_full(self, position: Position, done: "asyncio.Task[DecodedPage]") -> None:
         if (
             done.cancelled()
             or done.exception() is not None

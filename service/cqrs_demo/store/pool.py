@@ -94,8 +94,11 @@ class Database:
             await self.pool.close()
             raise StoreUnavailable(f"no connection within {wait_seconds:.0f} s") from error
 
-    async def close(self) -> None:
-        await self.pool.close()
+    async def close(self, *, wait_seconds: float = 5.0) -> None:
+        """Close the pool, waiting ``wait_seconds`` at most for its background tasks (a
+        reconnection to a server that answers nothing would hold the close up to its
+        ``connect_timeout``); the connections lent out are closed when given back."""
+        await self.pool.close(timeout=wait_seconds)
 
     @staticmethod
     def _closed_by_server(conn: Connection) -> bool:

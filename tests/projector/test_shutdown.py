@@ -1,0 +1,90 @@
+"""A stop while PostgreSQL answers nothing: bounded, and nothing applied twice or lost."""
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+from cqrs_demo.localdb import LocalPostgres
+from cqrs_demo.projector.process import STOP_GRACE_SECONDS
+from tests.projector.support import (
+    ProjectorProcess,
+    audit,
+    checkpoints,
+    insert_backlog,
+    running_projector,
+    wait_until_caught_up,
+)
+from tests.support import new_database, wait_for_match
+
+# The unit's TimeoutStopSec: systemd kills the projector if its stop takes longer.
+UNIT_STOP_SECONDS = 15
+BACKLOG = 100_000
+
+
+def server_processes(postgres: LocalPostgres) -> list[int]:
+    """The postmaster and every process it started."""
+    postmaster = int((postgres.datadir / "postmaster.pid").read_text().split()[0])
+    found = [postmaster]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == postmaster:
+                found.append(int(entry.name))
+    return found
+
+
+def signal_each(pids: list[int], signum: signal.Signals) -> None:
+    """``signum`` to each of ``pids`` that is still there (a backend may have ended)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def applied(url: str) -> int:
+    return min(applied for _, applied, _, _ in checkpoints(url).values())
+
+
+def test_a_stop_while_the_database_answers_nothing_ends_in_time_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    unit = Path(__file__).parents[2] / "systemd" / "cqrs-demo-projector.service"
+    assert f"TimeoutStopSec={UNIT_STOP_SECONDS}s" in unit.read_text()
+    with LocalPostgres() as postgres:
+        url = new_database(postgres, "cqrs_events")
+        insert_backlog(url, BACKLOG)
+        projector = ProjectorProcess(url, tmp_path)
+        try:
+            projector.wait_until_holding()
+            deadline = time.monotonic() + 10
+            while applied(url) == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            frozen = server_processes(postgres)
+            signal_each(frozen, signal.SIGSTOP)
+            try:
+                time.sleep(0.5)  # every loop is now waiting for a statement's answer
+                started = time.monotonic()
+                projector.process.send_signal(signal.SIGTERM)
+                code = projector.process.wait(UNIT_STOP_SECONDS)
+                took = time.monotonic() - started
+            finally:
+                signal_each(frozen, signal.SIGCONT)
+        finally:
+            projector.stop()
+        assert code == 0, projector.log()
+        assert took < STOP_GRACE_SECONDS + 3, f"the stop took {took:.1f} s:\n{projector.log()}"
+        waited = wait_for_match(
+            projector.log,
+            rf"the database did not answer within {STOP_GRACE_SECONDS:.0f} s of the stop"
+            r" \((.+)\); closing their connections",
+        )
+        # what was waiting for the server: a page of the feed, a projection's batch
+        assert set(waited[1].split(", ")) <= {"feed", "orders", "user_order_summaries"}
+        assert applied(url) < BACKLOG, "the backlog was done before the server stopped answering"
+        with running_projector(url, tmp_path):
+            wait_until_caught_up(url, timeout=60)
+        assert audit(url) == BACKLOG
