@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -38,6 +38,39 @@ def require(condition: bool, what: str) -> None:
 
 def require_binary(name: str) -> None:
     require(shutil.which(name) is not None, f"the {name!r} program on PATH")
+
+
+@contextmanager
+def frozen(postgres: LocalPostgres) -> Iterator[None]:
+    """``postgres`` answering nothing (a hung host): every process of the server stopped
+    (SIGSTOP) for the block, continued (SIGCONT) after it."""
+    postmaster = int((postgres.datadir / "postmaster.pid").read_text().split()[0])
+    processes = [postmaster, *_children(postmaster)]
+    _signal_each(processes, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        _signal_each(processes, signal.SIGCONT)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _signal_each(pids: list[int], signum: signal.Signals) -> None:
+    """``signum`` to each of ``pids`` that is still there (a backend may have ended)."""
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signum)
 
 
 def new_database(postgres: LocalPostgres, name: str) -> str:

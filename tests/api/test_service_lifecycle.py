@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,8 +17,9 @@ import pytest
 
 from cqrs_demo.localdb import LocalPostgres
 from cqrs_demo.release import release_id
+from cqrs_demo.server import DRAIN_TIMEOUT_SECONDS
 from tests.races import hold_version_one, wait_for_blocked_appends
-from tests.support import CQRS_DEMO, Service, new_database, running_service
+from tests.support import CQRS_DEMO, Service, frozen, new_database, running_service
 
 CREATE = "/api/commands/order/create"
 
@@ -193,6 +195,41 @@ async def test_sigterm_drains_a_request_in_flight(database_url: str, tmp_path: P
         assert conn.execute(
             "SELECT count(*) FROM events WHERE aggregate_id = %s", [user]
         ).fetchone() == (1,)
+
+
+@pytest.mark.anyio
+async def test_a_stop_while_the_database_answers_nothing_answers_what_waits_503(
+    own_postgres: LocalPostgres, tmp_path: Path
+) -> None:
+    url = new_database(own_postgres, "cqrs_events")
+    user = fresh_user()
+    with running_service(url, tmp_path, CQRS_WORKERS="1") as service:
+        async with httpx.AsyncClient(base_url=service.url, timeout=60) as client:
+            assert (await client.post(CREATE, json=order(user))).status_code == 202
+            with frozen(own_postgres):
+                waiting = [
+                    asyncio.create_task(client.post(CREATE, json=order(fresh_user())))
+                    for _ in range(6)
+                ]
+                waiting.append(
+                    asyncio.create_task(client.get(f"/api/queries/users/{user}/summary"))
+                )
+                await asyncio.sleep(1)
+                assert not any(task.done() for task in waiting), "answered by a frozen database"
+                service.process.send_signal(signal.SIGTERM)
+                answers = await asyncio.gather(*waiting)
+                # the drain waits DRAIN_TIMEOUT_SECONDS for them, then the stop cuts them short
+                assert service.process.wait(DRAIN_TIMEOUT_SECONDS + 10) == 0
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "2"
+        assert answer.json()["type"] == "urn:cqrs-demo:service-stopping"
+        assert "may or may not have been written" in answer.json()["detail"]
+    log = service.log()
+    assert "Traceback" not in log
+    assert "Exception in ASGI application" not in log
+    assert len(re.findall(r"POST /api/commands/order/create 503 ", log)) == 6
+    assert len(re.findall(r"GET /api/queries/users/\S+/summary 503 ", log)) == 1
 
 
 def test_sigterm_leaves_no_process_of_the_service_behind(database_url: str, tmp_path: Path) -> None:

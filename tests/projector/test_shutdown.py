@@ -1,7 +1,5 @@
 """A stop while PostgreSQL answers nothing: bounded, and nothing applied twice or lost."""
 
-import contextlib
-import os
 import signal
 import time
 from pathlib import Path
@@ -16,33 +14,11 @@ from tests.projector.support import (
     running_projector,
     wait_until_caught_up,
 )
-from tests.support import new_database, wait_for_match
+from tests.support import frozen, new_database, wait_for_match
 
 # The unit's TimeoutStopSec: systemd kills the projector if its stop takes longer.
 UNIT_STOP_SECONDS = 15
 BACKLOG = 100_000
-
-
-def server_processes(postgres: LocalPostgres) -> list[int]:
-    """The postmaster and every process it started."""
-    postmaster = int((postgres.datadir / "postmaster.pid").read_text().split()[0])
-    found = [postmaster]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == postmaster:
-                found.append(int(entry.name))
-    return found
-
-
-def signal_each(pids: list[int], signum: signal.Signals) -> None:
-    """``signum`` to each of ``pids`` that is still there (a backend may have ended)."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
 
 
 def applied(url: str) -> int:
@@ -63,16 +39,12 @@ def test_a_stop_while_the_database_answers_nothing_ends_in_time_and_loses_nothin
             deadline = time.monotonic() + 10
             while applied(url) == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)
-            frozen = server_processes(postgres)
-            signal_each(frozen, signal.SIGSTOP)
-            try:
+            with frozen(postgres):
                 time.sleep(0.5)  # every loop is now waiting for a statement's answer
                 started = time.monotonic()
                 projector.process.send_signal(signal.SIGTERM)
                 code = projector.process.wait(UNIT_STOP_SECONDS)
                 took = time.monotonic() - started
-            finally:
-                signal_each(frozen, signal.SIGCONT)
         finally:
             projector.stop()
         assert code == 0, projector.log()

@@ -1,5 +1,7 @@
 """The Starlette application: routes, the error table, the access log; commands first."""
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -23,7 +25,7 @@ from cqrs_demo.api.feed import FeedEndpoint, never
 from cqrs_demo.api.health import healthz, readyz_endpoint
 from cqrs_demo.api.openapi import openapi_document
 from cqrs_demo.api.parameters import register_text
-from cqrs_demo.api.problems import as_problem, problem_response
+from cqrs_demo.api.problems import as_problem, problem_response, stopped_before_answer
 from cqrs_demo.api.projections import PATH as PROJECTIONS_PATH
 from cqrs_demo.api.projections import ProjectionsEndpoint
 from cqrs_demo.api.queries import QUERY_PATHS, QueryEndpoints, route_for
@@ -71,7 +73,7 @@ def build_app(
         lifespan=lifespan,
     )
     hot_queries = {route.path: route for route in query_routes if route.path in QUERY_PATHS}
-    return HotPathsFirst(app, commands, hot_queries)
+    return HotPathsFirst(app, commands, hot_queries, stopping=stopping)
 
 
 class HotPathsFirst:
@@ -82,17 +84,25 @@ class HotPathsFirst:
 
     Starlette's two error middlewares, its router and the access log's ``send`` wrapper
     were a fifth of a worker's Python time per command, and as much per query
-    (``docs/performance.md``)."""
+    (``docs/performance.md``).
+
+    A command or query still running when the worker's stop has drained for as long as it
+    may (``stopping()`` true, uvicorn cancels what is left) is answered 503
+    ``urn:cqrs-demo:service-stopping`` and logged as such, instead of uvicorn's 500 and a
+    traceback per request (a database that answers nothing held them all)."""
 
     def __init__(
         self,
         app: Starlette,
         commands: Mapping[str, CommandEndpoint],
         queries: Mapping[str, Route] | None = None,
+        *,
+        stopping: Callable[[], bool] = never,
     ) -> None:
         self.app = app
         self._commands = dict(commands)
         self._queries = dict(queries or {})
+        self._stopping = stopping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -103,21 +113,27 @@ class HotPathsFirst:
                     status = 500
                     try:
                         status = await command.answer(scope, receive, send)
+                    except asyncio.CancelledError:
+                        if not self._stopping():
+                            raise
+                        status = await _answer_stopped(scope, receive, send)
                     finally:
                         log_request(scope, status, time.perf_counter() - started)
                     return
             elif scope["method"] == "GET" and self._queries:
                 query = self._queries.get(route_for(scope["path"]) or "")
                 if query is not None:
-                    await _answer_query(query, scope, receive, send)
+                    await _answer_query(query, scope, receive, send, self._stopping)
                     return
         await self.app(scope, receive, send)
 
 
-async def _answer_query(route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+async def _answer_query(
+    route: Route, scope: Scope, receive: Receive, send: Send, stopping: Callable[[], bool]
+) -> None:
     """Answer a GET with ``route``'s endpoint (which answers every error as a problem), as
     Starlette's router would hand it over (``scope["route"]``, which the metrics read); log
-    it."""
+    it. Cut short by the worker's stop: a 503 (``HotPathsFirst``)."""
     started = time.perf_counter()
     scope.setdefault("state", {})
     scope["route"] = route
@@ -126,8 +142,20 @@ async def _answer_query(route: Route, scope: Scope, receive: Receive, send: Send
         response = await route.endpoint(Request(scope, receive))
         status = response.status_code
         await response(scope, receive, send)
+    except asyncio.CancelledError:
+        if not stopping():
+            raise
+        status = await _answer_stopped(scope, receive, send)
     finally:
         log_request(scope, status, time.perf_counter() - started)
+
+
+async def _answer_stopped(scope: Scope, receive: Receive, send: Send) -> int:
+    """Answer 503 ``stopped_before_answer`` unless the answer has started (then the
+    connection is closed with what was sent); the status to log."""
+    with contextlib.suppress(RuntimeError):  # uvicorn refuses a second start
+        await problem_response(stopped_before_answer())(scope, receive, send)
+    return 503
 
 
 def answering_problems(endpoint: Endpoint) -> Endpoint:

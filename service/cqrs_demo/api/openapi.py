@@ -205,7 +205,11 @@ _COMMAND_RESPONSES: Mapping[str, dict[str, object]] = {
     "415": _problem("The body is not JSON."),
     "422": _problem("The Idempotency-Key was used for a different request."),
     "500": _problem("An unexpected error; the answer carries an error id."),
-    "503": _problem("The event store is unavailable.", **{"Retry-After": _RETRY_AFTER}),
+    "503": _problem(
+        "The event store is unavailable, or the service stopped before the command was"
+        " done (its outcome unknown: retry with the same Idempotency-Key).",
+        **{"Retry-After": _RETRY_AFTER},
+    ),
 }
 
 

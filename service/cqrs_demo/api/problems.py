@@ -65,6 +65,18 @@ class Problem(Exception):
         self.extensions = extensions
 
 
+def stopped_before_answer() -> Problem:
+    """The answer to a request the service's stop cut short: still waiting (for the
+    database, most likely) when the drain ran out. A command's outcome is then unknown."""
+    return Problem(
+        503,
+        "The service stopped before this request was done: a command may or may not have"
+        " been written. Please retry (with the same Idempotency-Key to learn which).",
+        problem_type="urn:cqrs-demo:service-stopping",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
 def problem_response(problem: Problem) -> Response:
     body = problem_body(problem.status, problem.detail, problem.problem_type, **problem.extensions)
     return Response(body, problem.status, headers=problem.headers, media_type=PROBLEM_JSON)
