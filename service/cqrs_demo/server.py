@@ -40,6 +40,9 @@ log = logging.getLogger("cqrs_demo.server")
 
 START_TIMEOUT_SECONDS = 60.0
 DRAIN_TIMEOUT_SECONDS = 20.0
+# After the drain, how long the requests uvicorn cancelled get before they are cancelled
+# again (_close_what_the_drain_left); inside the 5 s the main process gives a worker.
+CUT_SHORT_SECONDS = 1.0
 # Files a worker keeps besides its clients' connections and its pool's: the listening
 # socket, the event loop's, its log, the interpreter's, with room to spare.
 FILES_RESERVED = 64
@@ -186,6 +189,7 @@ def run_worker(settings: Settings, listener: socket.socket, ready: Connection) -
     async def main() -> None:
         serving = asyncio.create_task(server.serve(sockets=[listener]))
         watching = asyncio.create_task(_stop_when_orphaned(server))
+        cutting = asyncio.create_task(_close_what_the_drain_left(server))
         while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn offers no event
             await asyncio.sleep(0.02)
         if server.started:
@@ -195,6 +199,7 @@ def run_worker(settings: Settings, listener: socket.socket, ready: Connection) -
             ready.send(os.getpid())
         await serving
         watching.cancel()
+        cutting.cancel()
 
     uvloop.run(main())
     if not server.started:
@@ -202,6 +207,21 @@ def run_worker(settings: Settings, listener: socket.socket, ready: Connection) -
     log.info("worker stopped: in-flight requests answered, pool closed")
     for handler in logging.getLogger().handlers:
         handler.flush()  # outside the loop: written now
+
+
+async def _close_what_the_drain_left(server: uvicorn.Server) -> None:
+    """Once the stop's drain has run out and uvicorn has cancelled the requests left, cancel
+    those still running again, ``CUT_SHORT_SECONDS`` later. A request whose own statement
+    was running when cancelled (a stream read, say) waits for psycopg to cancel it in the
+    server, up to 10 s when the server answers nothing, and the main process kills a
+    worker 5 s after the drain; cancelled again, psycopg closes that connection at once and
+    the request is answered 503 (``api.problems.answer_stopped``). (``server_state.tasks``:
+    uvicorn's requests in flight.)"""
+    while not server.should_exit:  # noqa: ASYNC110 - uvicorn offers no event
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(DRAIN_TIMEOUT_SECONDS + CUT_SHORT_SECONDS)
+    for task in list(server.server_state.tasks):
+        task.cancel()
 
 
 async def _stop_when_orphaned(server: uvicorn.Server) -> None:

@@ -211,9 +211,8 @@ async def test_a_stop_while_the_database_answers_nothing_answers_what_waits_503(
                     asyncio.create_task(client.post(CREATE, json=order(fresh_user())))
                     for _ in range(6)
                 ]
-                waiting.append(
-                    asyncio.create_task(client.get(f"/api/queries/users/{user}/summary"))
-                )
+                for path in (f"/api/queries/users/{user}/summary", f"/api/streams/{user}/events"):
+                    waiting.append(asyncio.create_task(client.get(path)))
                 await asyncio.sleep(1)
                 assert not any(task.done() for task in waiting), "answered by a frozen database"
                 service.process.send_signal(signal.SIGTERM)
@@ -228,8 +227,10 @@ async def test_a_stop_while_the_database_answers_nothing_answers_what_waits_503(
     log = service.log()
     assert "Traceback" not in log
     assert "Exception in ASGI application" not in log
+    assert "did not stop in time" not in log  # the main process did not have to kill it
     assert len(re.findall(r"POST /api/commands/order/create 503 ", log)) == 6
     assert len(re.findall(r"GET /api/queries/users/\S+/summary 503 ", log)) == 1
+    assert len(re.findall(r"GET /api/streams/\S+/events 503 ", log)) == 1
 
 
 def test_sigterm_leaves_no_process_of_the_service_behind(database_url: str, tmp_path: Path) -> None:

@@ -1,12 +1,16 @@
 """One log line per request: method, path, status, duration, and the stream it touched."""
 
+import asyncio
 import functools
 import logging
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cqrs_demo.api.commands import COMMANDS
+from cqrs_demo.api.feed import never
+from cqrs_demo.api.problems import answer_stopped
 from cqrs_demo.domain.text import printable
 from cqrs_demo.logs import log_line
 from cqrs_demo.metrics.tally import TALLY
@@ -27,10 +31,13 @@ UNMATCHED_ROUTE = "unmatched"
 class AccessLog:
     """ASGI middleware. Commands log at INFO (errors at WARNING for 4xx, ERROR for 5xx),
     probes at DEBUG. Values of the request body are never logged; the aggregate and version
-    come from ``scope["state"]``, where the endpoint leaves them."""
+    come from ``scope["state"]``, where the endpoint leaves them. A request cut short by the
+    worker's stop (``stopping()`` true) is answered 503, as ``app.HotPathsFirst`` answers
+    the commands and queries."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, stopping: Callable[[], bool] = never) -> None:
         self.app = app
+        self._stopping = stopping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,6 +54,10 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, send_with_status)
+        except asyncio.CancelledError:
+            if not self._stopping():
+                raise
+            status = await answer_stopped(scope, receive, send)
         finally:
             log_request(scope, status, time.perf_counter() - started)
 

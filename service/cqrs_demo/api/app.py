@@ -1,7 +1,6 @@
 """The Starlette application: routes, the error table, the access log; commands first."""
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -25,7 +24,7 @@ from cqrs_demo.api.feed import FeedEndpoint, never
 from cqrs_demo.api.health import healthz, readyz_endpoint
 from cqrs_demo.api.openapi import openapi_document
 from cqrs_demo.api.parameters import register_text
-from cqrs_demo.api.problems import as_problem, problem_response, stopped_before_answer
+from cqrs_demo.api.problems import answer_stopped, as_problem, problem_response
 from cqrs_demo.api.projections import PATH as PROJECTIONS_PATH
 from cqrs_demo.api.projections import ProjectionsEndpoint
 from cqrs_demo.api.queries import QUERY_PATHS, QueryEndpoints, route_for
@@ -68,7 +67,7 @@ def build_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(AccessLog)],
+        middleware=[Middleware(AccessLog, stopping=stopping)],
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
     )
@@ -116,7 +115,7 @@ class HotPathsFirst:
                     except asyncio.CancelledError:
                         if not self._stopping():
                             raise
-                        status = await _answer_stopped(scope, receive, send)
+                        status = await answer_stopped(scope, receive, send)
                     finally:
                         log_request(scope, status, time.perf_counter() - started)
                     return
@@ -145,17 +144,9 @@ async def _answer_query(
     except asyncio.CancelledError:
         if not stopping():
             raise
-        status = await _answer_stopped(scope, receive, send)
+        status = await answer_stopped(scope, receive, send)
     finally:
         log_request(scope, status, time.perf_counter() - started)
-
-
-async def _answer_stopped(scope: Scope, receive: Receive, send: Send) -> int:
-    """Answer 503 ``stopped_before_answer`` unless the answer has started (then the
-    connection is closed with what was sent); the status to log."""
-    with contextlib.suppress(RuntimeError):  # uvicorn refuses a second start
-        await problem_response(stopped_before_answer())(scope, receive, send)
-    return 503
 
 
 def answering_problems(endpoint: Endpoint) -> Endpoint:

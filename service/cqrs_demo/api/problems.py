@@ -1,11 +1,13 @@
 """RFC 9457 problem details, and the one table that maps every error to an HTTP answer."""
 
+import contextlib
 import logging
 from collections.abc import Mapping
 
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from cqrs_demo.domain.errors import (
     ExpectedVersionMismatch,
@@ -75,6 +77,14 @@ def stopped_before_answer() -> Problem:
         problem_type="urn:cqrs-demo:service-stopping",
         headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
+
+
+async def answer_stopped(scope: Scope, receive: Receive, send: Send) -> int:
+    """Answer 503 ``stopped_before_answer`` unless the answer has started (then the
+    connection is closed with what was sent); the status to log."""
+    with contextlib.suppress(RuntimeError):  # uvicorn refuses a second start
+        await problem_response(stopped_before_answer())(scope, receive, send)
+    return 503
 
 
 def problem_response(problem: Problem) -> Response:
