@@ -41,9 +41,10 @@ log = logging.getLogger("cqrs_demo")
 START_TIMEOUT_SECONDS = 10.0
 PRUNE_EVERY_SECONDS = 600.0
 PUBLISH_EVERY_SECONDS = 1.0
-# The longest the projector's stop waits for its pool's background tasks: with the loops'
-# grace (projector.process.STOP_GRACE_SECONDS) well inside the unit's TimeoutStopSec (15 s)
-# even when the server answers nothing.
+# The longest a stop waits for a pool's background tasks (a reconnection to a server that
+# answers nothing would take its connect_timeout): the projector's, after its loops' grace
+# (projector.process.STOP_GRACE_SECONDS), well inside its unit's TimeoutStopSec (15 s); an
+# API worker's, after the drain, inside the 5 s the main process gives it (server._stop).
 STOP_POOL_SECONDS = 1.0
 
 
@@ -103,7 +104,7 @@ def create_app(settings: Settings, *, stopping: Callable[[], bool] = never) -> H
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             for pool in opened:
-                await pool.close()
+                await pool.close(wait_seconds=STOP_POOL_SECONDS)
 
     return build_app(
         store=store,
