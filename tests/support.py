@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from cqrs_demo.localdb import LocalPostgres, free_port
+from tests.bench.procs import children
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REPO = Path(__file__).resolve().parent.parent
@@ -45,25 +46,12 @@ def frozen(postgres: LocalPostgres) -> Iterator[None]:
     """``postgres`` answering nothing (a hung host): every process of the server stopped
     (SIGSTOP) for the block, continued (SIGCONT) after it."""
     postmaster = int((postgres.datadir / "postmaster.pid").read_text().split()[0])
-    processes = [postmaster, *_children(postmaster)]
+    processes = [postmaster, *children(postmaster)]
     _signal_each(processes, signal.SIGSTOP)
     try:
         yield
     finally:
         _signal_each(processes, signal.SIGCONT)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # ended meanwhile
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def _signal_each(pids: list[int], signum: signal.Signals) -> None:

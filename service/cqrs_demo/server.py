@@ -215,10 +215,10 @@ async def _close_what_the_drain_left(server: uvicorn.Server) -> None:
     was running when cancelled (a stream read, say) waits for psycopg to cancel it in the
     server, up to 10 s when the server answers nothing, and the main process kills a
     worker 5 s after the drain; cancelled again, psycopg closes that connection at once and
-    the request is answered 503 (``api.problems.answer_stopped``). (``server_state.tasks``:
+    the request is answered 503 (``api.problems.answer_if_stopping``). (``server_state.tasks``:
     uvicorn's requests in flight.)"""
     while not server.should_exit:  # noqa: ASYNC110 - uvicorn offers no event
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # as seldom as the orphan watch: the cut may come 0.5 s late
     await asyncio.sleep(DRAIN_TIMEOUT_SECONDS + CUT_SHORT_SECONDS)
     for task in list(server.server_state.tasks):
         task.cancel()

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cqrs_demo.api.commands import COMMANDS
 from cqrs_demo.api.feed import never
-from cqrs_demo.api.problems import answer_stopped
+from cqrs_demo.api.problems import answer_if_stopping
 from cqrs_demo.domain.text import printable
 from cqrs_demo.logs import log_line
 from cqrs_demo.metrics.tally import TALLY
@@ -55,9 +55,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_with_status)
         except asyncio.CancelledError:
-            if not self._stopping():
-                raise
-            status = await answer_stopped(scope, receive, send)
+            status = await answer_if_stopping(self._stopping, scope, receive, send)
         finally:
             log_request(scope, status, time.perf_counter() - started)
 

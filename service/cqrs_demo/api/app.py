@@ -24,7 +24,7 @@ from cqrs_demo.api.feed import FeedEndpoint, never
 from cqrs_demo.api.health import healthz, readyz_endpoint
 from cqrs_demo.api.openapi import openapi_document
 from cqrs_demo.api.parameters import register_text
-from cqrs_demo.api.problems import answer_stopped, as_problem, problem_response
+from cqrs_demo.api.problems import answer_if_stopping, as_problem, problem_response
 from cqrs_demo.api.projections import PATH as PROJECTIONS_PATH
 from cqrs_demo.api.projections import ProjectionsEndpoint
 from cqrs_demo.api.queries import QUERY_PATHS, QueryEndpoints, route_for
@@ -113,9 +113,7 @@ class HotPathsFirst:
                     try:
                         status = await command.answer(scope, receive, send)
                     except asyncio.CancelledError:
-                        if not self._stopping():
-                            raise
-                        status = await answer_stopped(scope, receive, send)
+                        status = await answer_if_stopping(self._stopping, scope, receive, send)
                     finally:
                         log_request(scope, status, time.perf_counter() - started)
                     return
@@ -142,9 +140,7 @@ async def _answer_query(
         status = response.status_code
         await response(scope, receive, send)
     except asyncio.CancelledError:
-        if not stopping():
-            raise
-        status = await answer_stopped(scope, receive, send)
+        status = await answer_if_stopping(stopping, scope, receive, send)
     finally:
         log_request(scope, status, time.perf_counter() - started)
 

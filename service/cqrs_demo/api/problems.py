@@ -2,7 +2,7 @@
 
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -79,9 +79,15 @@ def stopped_before_answer() -> Problem:
     )
 
 
-async def answer_stopped(scope: Scope, receive: Receive, send: Send) -> int:
-    """Answer 503 ``stopped_before_answer`` unless the answer has started (then the
-    connection is closed with what was sent); the status to log."""
+async def answer_if_stopping(
+    stopping: Callable[[], bool], scope: Scope, receive: Receive, send: Send
+) -> int:
+    """For a request cancelled, called while its ``CancelledError`` is handled: re-raise it
+    unless the worker is stopping (``stopping()``); else answer 503 ``stopped_before_answer``
+    unless the answer has started (then the connection closes with what was sent), and
+    return the status to log."""
+    if not stopping():
+        raise  # the CancelledError its caller is handling
     with contextlib.suppress(RuntimeError):  # uvicorn refuses a second start
         await problem_response(stopped_before_answer())(scope, receive, send)
     return 503
