@@ -1,10 +1,11 @@
 """Which write path the store chooses for a batch.
 
-A batch of commands that each have one event and no idempotency key, on distinct streams,
-is written by the set-based ``append_single_events``; any other by the ``append_events``
-function. (That both give the same outcomes is ``test_write_paths``.) The batches here are
-formed on purpose: a gate command blocks the only writer while the commands under test
-queue up behind it, and they then go out together as its next batch.
+A batch of commands that each have one event and no idempotency key, on distinct streams, is
+written by the set-based ``append_single_events``, or by ``append_lone_event`` when it is a
+batch of one; any other by the ``append_events`` function. (That all give the same outcomes
+is ``test_write_paths``.) The batches here are formed on purpose: a gate command blocks the
+only writer while the commands under test queue up behind it, and they then go out together
+as its next batch.
 """
 
 import asyncio
@@ -24,6 +25,8 @@ def batch_of(store: PostgresEventStore, stream: str, batch: str) -> list[Append]
     """Appends to ``stream`` (first) that make the named kind of batch."""
     if batch == "single-events":
         return [append(store, stream), append(store, new_stream(), expected_version=0)]
+    if batch == "lone-event":
+        return [append(store, stream, expected_version=0)]
     if batch == "idempotency-key":
         return [append(store, stream, idempotency=IdempotencyKey(f"key-{stream}", "hash"))]
     if batch == "two-events":
@@ -35,6 +38,7 @@ def batch_of(store: PostgresEventStore, stream: str, batch: str) -> list[Append]
     ("batch", "statement", "versions"),
     [
         ("single-events", "jsonb_to_recordset", [1, 1]),
+        ("lone-event", "FROM head h", [1]),
         ("idempotency-key", "append_events(", [1]),
         ("two-events", "append_events(", [2]),
         ("stream-twice", "append_events(", [1, 2]),

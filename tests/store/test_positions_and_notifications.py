@@ -34,7 +34,8 @@ QUIET_SECONDS = 0.5
 
 @pytest.fixture(params=["set-based", "plpgsql"])
 def write(database: Database, request: pytest.FixtureRequest) -> Write:
-    """A write path's ``write`` on the test's pool."""
+    """A write path's ``write`` on the test's pool (``set_based_append.write`` sends a
+    batch of one through its lone statement, larger ones through its batch statement)."""
     if request.param == "set-based":
         return partial(set_based_append.write, database)
     return partial(plpgsql_append.write, database, idempotency_retention=RETENTION)
@@ -73,6 +74,10 @@ async def test_an_appended_command_answers_its_event_position(
     # One batch, one transaction: the same transaction id, one row id after another.
     assert len({position.transaction_id for position in positions}) == 1
     assert len(set(positions)) == 3
+    [alone] = await write([command(new_stream())])  # a batch of one: the lone statement
+    assert isinstance(alone, Appended)
+    assert alone.position == await position_of(database_url, alone.event_ids[-1])
+    assert alone.position > max(positions)
 
 
 async def test_a_command_of_several_events_answers_the_last_ones_position(
@@ -133,6 +138,9 @@ async def test_a_batch_that_appends_nothing_notifies_nothing(
     assert await heard(listener) == [""]
     outcomes = await write([command(taken, 0), command(new_stream(), 5)])
     assert all(isinstance(outcome, ExpectedVersionMismatch) for outcome in outcomes)
+    assert await heard(listener) == []
+    [refused] = await write([command(taken, 0)])  # a batch of one: the lone statement
+    assert isinstance(refused, ExpectedVersionMismatch)
     assert await heard(listener) == []
 
 

@@ -1,11 +1,13 @@
-"""One contract, both write paths: the set-based statement and the append_events function
-give the same outcome for the same batch.
+"""One contract, every write path: the lone statement (a batch of one), the set-based
+statement and the append_events function give the same outcome for the same batch.
 
-Each test calls a path's ``write`` directly with a batch that both take (one event and no
+Each test calls a path's ``write`` directly with a batch that all take (one event and no
 idempotency key per command, no stream twice); ``set_based_append.accepts`` is checked for
-every batch, so the suite cannot drift into cases only one path supports. Those (several
-events per command, idempotency keys, a stream twice in a batch) are tested through the
-store, where the function is the only path for them.
+every batch, so the suite cannot drift into cases only one path supports. Tests of batches
+of one command run over all three paths (``write``), tests of larger batches over the two
+that take them (``write_batch``). What only the function takes (several events per command,
+idempotency keys, a stream twice in a batch) is tested through the store, where the
+function is the only path for it.
 """
 
 import asyncio
@@ -41,20 +43,34 @@ Outcomes = list[Appended | Exception]
 Write = Callable[[Sequence[PendingAppend]], Coroutine[object, object, Outcomes]]
 
 
-@pytest.fixture(params=["set-based", "plpgsql"])
-def write(database: Database, request: pytest.FixtureRequest) -> Write:
+def chosen_path(database: Database, path: str) -> Write:
     """A write path's ``write``, bound to the test's pool; it refuses a batch that the
-    set-based path would not take."""
-    if request.param == "set-based":
-        chosen: Write = partial(set_based_append.write, database)
+    set-based path would not take, and the lone statement a batch of more than one."""
+    if path == "plpgsql":
+        chosen: Write = partial(plpgsql_append.write, database, idempotency_retention=RETENTION)
+    elif path == "set-based":
+        chosen = partial(set_based_append.write_as_batch, database)
     else:
-        chosen = partial(plpgsql_append.write, database, idempotency_retention=RETENTION)
+        chosen = partial(set_based_append.write, database)
 
     async def checked(batch: Sequence[PendingAppend]) -> Outcomes:
         assert set_based_append.accepts(batch), "not a batch both paths take"
+        assert path != "lone" or len(batch) == 1, "the lone statement takes one command"
         return await chosen(batch)
 
     return checked
+
+
+@pytest.fixture(params=["lone", "set-based", "plpgsql"])
+def write(database: Database, request: pytest.FixtureRequest) -> Write:
+    """Each path, for tests whose batches are of one command."""
+    return chosen_path(database, request.param)
+
+
+@pytest.fixture(params=["set-based", "plpgsql"])
+def write_batch(database: Database, request: pytest.FixtureRequest) -> Write:
+    """The paths that take batches of several commands."""
+    return chosen_path(database, request.param)
 
 
 def command(
@@ -170,7 +186,7 @@ async def test_two_racing_batches_one_wins_one_conflicts(write: Write, database_
 
 
 async def test_refused_commands_leave_nothing_and_the_others_of_the_batch_commit(
-    write: Write, database_url: str
+    write_batch: Write, database_url: str
 ) -> None:
     fresh, stale, follows = (new_stream() for _ in range(3))
     # The raced streams' version 1 is inserted by the test's transactions, each committed
@@ -178,7 +194,7 @@ async def test_refused_commands_leave_nothing_and_the_others_of_the_batch_commit
     # head only when it comes to the command, so the one without an expected version
     # comes first and the second holder commits only once the batch waits on it too.
     raced, raced_expecting = sorted(new_stream() for _ in range(2))
-    await write([command(stale)])
+    await write_batch([command(stale)])
     holders = [await hold_version_one(database_url, s) for s in (raced, raced_expecting)]
     batch = [
         command(fresh, 0),
@@ -187,7 +203,7 @@ async def test_refused_commands_leave_nothing_and_the_others_of_the_batch_commit
         command(raced_expecting, 0),
         command(follows),
     ]
-    written = asyncio.create_task(write(batch))
+    written = asyncio.create_task(write_batch(batch))
     for holder in holders:
         await wait_until_blocked_by_others(database_url, 1)
         await holder.commit()
@@ -207,22 +223,43 @@ async def test_refused_commands_leave_nothing_and_the_others_of_the_batch_commit
     ],
 )
 async def test_an_error_other_than_a_conflict_fails_the_whole_batch(
-    write: Write, database_url: str, refused_command: str, error: str
+    write_batch: Write, database_url: str, refused_command: str, error: str
 ) -> None:
     taken, other, refused = new_stream(), new_stream(), new_stream()
+    event = order(taken)
+    await write_batch([command(taken, event=event)])
+    odd: DomainEvent = (
+        event if refused_command == "duplicate-event-id" else OddEvent(uuid7(), event.occurred_on)
+    )
+    with pytest.raises(StoreError, match=error):
+        await write_batch([command(other), command(refused, event=odd)])
+    assert await rows(database_url, other) == []
+    assert await rows(database_url, refused) == []
+
+
+@pytest.mark.parametrize(
+    ("refused_command", "error"),
+    [
+        ("duplicate-event-id", "UniqueViolation"),
+        ("type-too-long", "StringDataRightTruncation"),
+    ],
+)
+async def test_an_error_other_than_a_conflict_fails_a_command_alone_and_writes_nothing(
+    write: Write, database_url: str, refused_command: str, error: str
+) -> None:
+    taken, refused = new_stream(), new_stream()
     event = order(taken)
     await write([command(taken, event=event)])
     odd: DomainEvent = (
         event if refused_command == "duplicate-event-id" else OddEvent(uuid7(), event.occurred_on)
     )
     with pytest.raises(StoreError, match=error):
-        await write([command(other), command(refused, event=odd)])
-    assert await rows(database_url, other) == []
+        await write([command(refused, event=odd)])
     assert await rows(database_url, refused) == []
 
 
 async def test_two_batches_take_their_rows_in_one_order_and_never_deadlock(
-    write: Write, database_url: str
+    write_batch: Write, database_url: str
 ) -> None:
     # Batch A comes as [last, gate A, first], batch B as [first, gate B, last]. The test's
     # transactions hold first and last (released first), and the gates. In the order given,
@@ -234,8 +271,8 @@ async def test_two_batches_take_their_rows_in_one_order_and_never_deadlock(
     gates = await hold_version_one(database_url, gate_a, gate_b)
     # Expected versions given: without them the function, which reads each head when it
     # comes to the command, would append the loser's last after the winner's (version 2).
-    batch_a = asyncio.create_task(write([command(s, 0) for s in (last, gate_a, first)]))
-    batch_b = asyncio.create_task(write([command(s, 0) for s in (first, gate_b, last)]))
+    batch_a = asyncio.create_task(write_batch([command(s, 0) for s in (last, gate_a, first)]))
+    batch_b = asyncio.create_task(write_batch([command(s, 0) for s in (first, gate_b, last)]))
     await wait_for_blocked_appends(database_url, 2)
     for holder in (contested, gates):
         await holder.rollback()

@@ -1,11 +1,12 @@
 """The notification every appending transaction sends, for readers of the feed to wake by.
 
-Both write paths (``queries/append_single_events.sql``, ``functions/append_events.sql``)
-call ``pg_notify`` on ``EVENTS_CHANNEL`` once in a transaction that inserted events, with an
-empty payload. PostgreSQL delivers it when that transaction commits, never if it rolls back,
-and to sessions that ``LISTEN`` on the channel. It says only "the feed may have grown": an
-event committed is not yet in the feed while an older transaction still runs
-(``store/feed.py``), so a reader that wakes reads the feed, and still reads it now and then.
+Every write path (``queries/append_lone_event.sql``, ``queries/append_single_events.sql``,
+``functions/append_events.sql``) calls ``pg_notify`` on ``EVENTS_CHANNEL`` once in a
+transaction that inserted events, with an empty payload. PostgreSQL delivers it when that
+transaction commits, never if it rolls back, and to sessions that ``LISTEN`` on the channel.
+It says only "the feed may have grown": an event committed is not yet in the feed while an
+older transaction still runs (``store/feed.py``), so a reader that wakes reads the feed, and
+still reads it now and then.
 
 ``listen`` is the projector's side: notifications only make it quicker (it also polls), so a
 lost listening connection is a warning, and it is made again with a growing pause (0.1 s up

@@ -1,9 +1,11 @@
 """The write path of the common batch: ``queries/append_single_events.sql``, set-based.
 
 Every command of the batch has one event and no idempotency key, and no stream comes twice
-(``accepts``). The statement is prepared on each connection and run on libpq directly
-(``prepared``): this is every lone ``create order``'s path, so it does no more per command
-than encode it and read its row.
+(``accepts``). A batch of one, every lone client's, goes through
+``queries/append_lone_event.sql`` instead: the same outcomes, its values sent as parameters
+rather than as a JSON batch. Both statements are prepared on each connection and run on
+libpq directly (``prepared``): this is every ``create order``'s path, so it does no more per
+command than encode it and read its row.
 """
 
 from collections.abc import Sequence
@@ -20,6 +22,7 @@ from cqrs_demo.store.streams import stream_version
 _APPEND_SINGLE_EVENTS = PreparedStatement(
     b"cqrs_append_single_events", query("append_single_events")
 )
+_APPEND_LONE_EVENT = PreparedStatement(b"cqrs_append_lone_event", query("append_lone_event"))
 
 
 def accepts(batch: Sequence[PendingAppend]) -> bool:
@@ -39,9 +42,29 @@ async def write(database: Database, batch: Sequence[PendingAppend]) -> list[Appe
     Raises ``StoreUnavailable`` or ``StoreError`` (``Database``) when the statement fails
     as a whole: then nothing of the batch was written.
     """
+    if len(batch) == 1:
+        return await _run(database, batch, _APPEND_LONE_EVENT, _lone_event_params(batch[0]))
+    return await write_as_batch(database, batch)
+
+
+async def write_as_batch(
+    database: Database, batch: Sequence[PendingAppend]
+) -> list[Appended | Exception]:
+    """``write`` through the batch statement whatever the batch's size (``write`` sends a
+    batch of one through the lone statement; the tests hold each to the same outcomes)."""
     params = [encode_json([_single_event_json(command) for command in batch]).encode()]
+    return await _run(database, batch, _APPEND_SINGLE_EVENTS, params)
+
+
+async def _run(
+    database: Database,
+    batch: Sequence[PendingAppend],
+    statement: PreparedStatement,
+    params: Sequence[bytes | None],
+) -> list[Appended | Exception]:
+    """Each command's outcome from the rows of ``statement``, one per command by stream."""
     async with database.connection() as conn:
-        rows = await _APPEND_SINGLE_EVENTS.run(conn, params)
+        rows = await statement.run(conn, params)
     decided = {stream: outcome for stream, *outcome in rows}
     outcomes: list[Appended | Exception] = []
     for command in batch:
@@ -75,6 +98,22 @@ async def _conflict(
         except (StoreError, StoreUnavailable) as error:
             return error
     return ExpectedVersionMismatch(command.stream, based_on_version, head)
+
+
+def _lone_event_params(command: PendingAppend) -> list[bytes | None]:
+    """The parameters of ``append_lone_event``, as text: the values ``_single_event_json``
+    gives the batch statement, in the same notation."""
+    (event,) = command.events
+    expected = command.expected_version
+    return [
+        command.stream.encode(),
+        None if expected is None else b"%d" % expected,
+        str(event.event_id).encode(),
+        event.event_type.encode(),
+        event.occurred_on.isoformat().encode(),
+        encode_json(event.payload()).encode(),
+        encode_json(command.metadata).encode(),
+    ]
 
 
 def _single_event_json(command: PendingAppend) -> dict[str, object]:
