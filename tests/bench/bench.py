@@ -412,7 +412,7 @@ def check_totals(runs: list[Run], databases: list[Database], arguments: argparse
     expected += sum(database.pgbench_rows + database.preloaded_rows for database in databases)
     if arguments.growth:
         expected += max(arguments.sizes)
-    found = sum(database.scalar("SELECT count(*) FROM events") for database in databases)
+    found = sum(database.event_count() for database in databases)
     print(f"\nevents in the table(s): {found:,}, expected {expected:,}")
     return found == expected
 

@@ -100,16 +100,30 @@ class Database:
         assert row is not None
         return int(row[0])
 
+    def event_table(self) -> "EventTable":
+        """Where the system writing this database keeps its events: the first of
+        ``EVENT_TABLES`` that exists (``events`` while none does yet)."""
+        for table in EVENT_TABLES:
+            if self.scalar("SELECT count(*) FROM pg_class WHERE oid = to_regclass(%s)", table.name):
+                return table
+        return EVENT_TABLES[0]
+
     def high_water_id(self) -> int:
-        return self.scalar("SELECT coalesce(max(id), 0) FROM events")
+        table = self.event_table()
+        return self.scalar(f"SELECT coalesce(max({table.row_id}), 0) FROM {table.name}")
 
     def rows_after(self, event_id: int) -> list[tuple[str, str, int]]:
-        """(payload user_id, aggregate_id, version) of every event with an id above ``event_id``."""
+        """(payload user_id, stream, version) of every event with an id above ``event_id``."""
+        table = self.event_table()
         cursor = self.conn.execute(
-            "SELECT payload->>'user_id', aggregate_id, version FROM events WHERE id > %s",
+            f"SELECT {table.user_id}, {table.stream}, {table.version} FROM {table.name}"
+            f" WHERE {table.row_id} > %s".encode(),
             [event_id],
         )
         return [(str(user), str(stream), int(version)) for user, stream, version in cursor]
+
+    def event_count(self) -> int:
+        return self.scalar(f"SELECT count(*) FROM {self.event_table().name}")
 
     def wait_quiet(self, *, timeout: float = 15.0) -> None:
         """Wait until no other session of this database runs a statement, then a little more
@@ -162,6 +176,40 @@ class Database:
         ).fetchone()
         assert row is not None
         return TableSize(rows=int(row[0]), heap_bytes=int(row[1]), index_bytes=int(row[2]))
+
+
+@dataclass(frozen=True, slots=True)
+class EventTable:
+    """A system's table of events, as the audit reads it: each column an SQL expression."""
+
+    name: str
+    row_id: str  # grows with every row written
+    user_id: str  # the user id of the command's body
+    stream: str
+    version: str  # the event's version in its stream
+
+
+EVENT_TABLES = (
+    # Ours and the seed's peer.
+    EventTable("events", "id", "payload->>'user_id'", "aggregate_id", "version"),
+    # Emmett's (../shared/peers/emmett): the event's data as a JSON object.
+    EventTable(
+        "emt_messages",
+        "global_position",
+        "message_data->>'user_id'",
+        "stream_id",
+        "stream_position",
+    ),
+    # The Python eventsourcing library's (../shared/peers/pyeventsourcing): the aggregate's
+    # event as JSON bytes, one new aggregate per command.
+    EventTable(
+        "stored_events",
+        "notification_id",
+        "convert_from(state, 'UTF8')::jsonb->>'user_id'",
+        "originator_id::text",
+        "originator_version",
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True)
