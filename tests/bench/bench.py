@@ -203,7 +203,8 @@ def start_systems(
             databases.append(peer_database)
             migrate(peer_database.url, arguments.tree)
         systems.append(start_peer(arguments.peer, peer_database.dsn, workdir))
-        target["peer"] = peer_database
+        target["peer"] = peer_database.for_peer()
+        databases.append(target["peer"])
     return target
 
 
@@ -412,7 +413,8 @@ def check_totals(runs: list[Run], databases: list[Database], arguments: argparse
     expected += sum(database.pgbench_rows + database.preloaded_rows for database in databases)
     if arguments.growth:
         expected += max(arguments.sizes)
-    found = sum(database.event_count() for database in databases)
+    by_name = {database.name: database for database in databases}  # a peer's view is a copy
+    found = sum(database.event_count() for database in by_name.values())
     print(f"\nevents in the table(s): {found:,}, expected {expected:,}")
     return found == expected
 

@@ -81,8 +81,12 @@ class Server:
 class Database:
     """One database of the server (not yet migrated), with a connection for the audits."""
 
-    def __init__(self, local: LocalPostgres, name: str) -> None:
+    def __init__(self, local: LocalPostgres, name: str, *, peer: bool = False) -> None:
+        self.local = local
         self.name = name
+        # Where the audit looks for the events of the system that writes here: a peer's own
+        # table once it has made one (it may share the database with ours), else events.
+        self.tables = (*EVENT_TABLES[1:], EVENT_TABLES[0]) if peer else EVENT_TABLES[:1]
         self.url = local.url(name)
         self.dsn = f"host=127.0.0.1 port={local.port} user=postgres dbname={name} sslmode=disable"
         # A role of its own, so that pg_stat_statements tells its statements apart.
@@ -100,13 +104,30 @@ class Database:
         assert row is not None
         return int(row[0])
 
+    def for_peer(self) -> "Database":
+        """The same database, audited as a peer writes it (``tables``), once the peer has
+        started: rows already in a peer's own table (Emmett writes one as it starts) count as
+        pre-loaded."""
+        view = Database(self.local, self.name, peer=True)
+        view.preloaded_rows = sum(
+            view.scalar(f"SELECT count(*) FROM {table.name}")
+            for table in view.existing_tables()
+            if table is not EVENT_TABLES[0]
+        )
+        return view
+
+    def existing_tables(self) -> list["EventTable"]:
+        return [
+            table
+            for table in EVENT_TABLES
+            if self.scalar("SELECT count(*) FROM pg_class WHERE oid = to_regclass(%s)", table.name)
+        ]
+
     def event_table(self) -> "EventTable":
         """Where the system writing this database keeps its events: the first of
-        ``EVENT_TABLES`` that exists (``events`` while none does yet)."""
-        for table in EVENT_TABLES:
-            if self.scalar("SELECT count(*) FROM pg_class WHERE oid = to_regclass(%s)", table.name):
-                return table
-        return EVENT_TABLES[0]
+        ``tables`` that exists (``events`` while none does yet)."""
+        existing = self.existing_tables()
+        return next((table for table in self.tables if table in existing), EVENT_TABLES[0])
 
     def high_water_id(self) -> int:
         table = self.event_table()
@@ -123,7 +144,10 @@ class Database:
         return [(str(user), str(stream), int(version)) for user, stream, version in cursor]
 
     def event_count(self) -> int:
-        return self.scalar(f"SELECT count(*) FROM {self.event_table().name}")
+        """The rows of every table of events in the database (ours and the peers')."""
+        return sum(
+            self.scalar(f"SELECT count(*) FROM {table.name}") for table in self.existing_tables()
+        )
 
     def wait_quiet(self, *, timeout: float = 15.0) -> None:
         """Wait until no other session of this database runs a statement, then a little more
@@ -200,10 +224,10 @@ EVENT_TABLES = (
         "stream_id",
         "stream_position",
     ),
-    # The Python eventsourcing library's (../shared/peers/pyeventsourcing): the aggregate's
-    # event as JSON bytes, one new aggregate per command.
+    # The Python eventsourcing library's (../shared/peers/pyeventsourcing): named after its
+    # application (Orders), the aggregate's event as JSON bytes, one new aggregate per command.
     EventTable(
-        "stored_events",
+        "orders_events",
         "notification_id",
         "convert_from(state, 'UTF8')::jsonb->>'user_id'",
         "originator_id::text",
