@@ -9,12 +9,17 @@ PostgreSQL with production settings and ``pg_stat_statements``; then ``cqrs-demo
 (of ``--tree``, or this checkout) starts and both projections work through them in full
 batches, as a busy projector does. Printed per event: the projector process's CPU,
 PostgreSQL's (every process of the server, exited backends included), and each statement's
-execution time (``pg_stat_statements``). ``--rounds`` repeats it, each on a new database.
+execution time (``pg_stat_statements``), and the WAL it wrote; with ``--wal-records``,
+that WAL by kind of record (``pg_waldump --stats=record``). ``--rounds`` repeats it, each on
+a new database.
 
     .venv/bin/python -m tests.bench.projector_cost [--events N] [--rounds R] [--tree TREE]
+        [--wal-records]
 """
 
 import argparse
+import re
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -68,15 +73,66 @@ def applied_by_both(database: Database) -> int:
     return int(row[0])
 
 
+def wal_lsn(database: Database) -> str:
+    with psycopg.connect(database.url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def wal_bytes(database: Database, start: str, end: str) -> int:
+    return database.scalar("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)::bigint", end, start)
+
+
+# A line of pg_waldump --stats=record: Type, N (%), Record size (%), FPI size (%), Combined
+# size (%).
+_WALDUMP_ROW = re.compile(
+    r"(?P<kind>\S+)\s+(?P<count>\d+)\s+\(\s*[\d.]+\)\s+\d+\s+\(\s*[\d.]+\)"
+    r"\s+\d+\s+\(\s*[\d.]+\)\s+(?P<combined>\d+)\s+\("
+)
+
+
+def wal_records(server: Server, start: str, end: str, events: int) -> list[str]:
+    """The WAL between ``start`` and ``end`` by kind of record, largest first: bytes per
+    event (records and full-page images together), records per event."""
+    output = subprocess.run(
+        [
+            str(server.local.bindir / "pg_waldump"),
+            "--stats=record",
+            "-p",
+            str(server.local.datadir / "pg_wal"),
+            "-s",
+            start,
+            "-e",
+            end,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    kinds = []
+    for line in output.stdout.splitlines():
+        if row := _WALDUMP_ROW.match(line):
+            kind, count, size = row.group("kind", "count", "combined")
+            kinds.append((int(size), int(count), kind))
+    if not kinds:
+        raise RuntimeError(f"pg_waldump: {output.stderr.strip()}")
+    return [
+        f"    {size / events:7.1f} B/event  {count / events:5.2f} records/event  {kind}"
+        for size, count, kind in sorted(kinds, reverse=True)[:10]
+    ]
+
+
 def server_cpu(server: Server) -> float:
     return sum(sum(cpu_seconds(pid, with_reaped_children=True)) for pid in server.pids())
 
 
-def one_round(server: Server, number: int, events: int, tree: Path | None) -> str:
+def one_round(server: Server, number: int, events: int, tree: Path | None, *, records: bool) -> str:
     database = server.create_database(f"projector_cost_{number}")
     try:
         migrate(database.url, tree)
         insert_backlog(database, events)
+        wal_start = wal_lsn(database)
         with tempfile.TemporaryDirectory() as workdir:
             postgres_before, started = server_cpu(server), time.monotonic()
             projector = start_projector(database.url, Path(workdir), tree)
@@ -88,13 +144,22 @@ def one_round(server: Server, number: int, events: int, tree: Path | None) -> st
                     server_cpu(server) - postgres_before,
                     time.monotonic() - started,
                 )
+                wal_end = wal_lsn(database)
             finally:
                 projector.stop()
+        written = wal_bytes(database, wal_start, wal_end)
         lines = [
             f"round {number}: {events:,} events in {seconds:.1f} s ({events / seconds:,.0f}/s,"
             f" start included): projector {projector_cpu / events * 1e6:.1f} µs CPU/event,"
-            f" PostgreSQL {postgres_cpu / events * 1e6:.1f} µs CPU/event"
+            f" PostgreSQL {postgres_cpu / events * 1e6:.1f} µs CPU/event,"
+            f" WAL {written / events:,.0f} B/event"
         ]
+        if records:
+            with psycopg.connect(database.url, autocommit=True) as conn:
+                # A transaction that writes WAL, committed with the flush: the projector's
+                # commits do not wait for it, and pg_waldump reads only what is on disk.
+                conn.execute("SELECT pg_logical_emit_message(true, 'projector_cost', 'end')")
+            lines += wal_records(server, wal_start, wal_end, events)
         with psycopg.connect(database.url, autocommit=True) as conn:
             for calls, total_ms, text in conn.execute(STATEMENTS):
                 lines.append(
@@ -110,11 +175,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tree", type=Path, help="the projector's code from TREE/service")
+    parser.add_argument(
+        "--wal-records", action="store_true", help="the WAL by kind of record (pg_waldump)"
+    )
     options = parser.parse_args()
     server = Server({**production_settings(), **PROFILING})
     try:
         for number in range(1, options.rounds + 1):
-            print(one_round(server, number, options.events, options.tree), flush=True)
+            report = one_round(
+                server, number, options.events, options.tree, records=options.wal_records
+            )
+            print(report, flush=True)
     finally:
         server.stop()
 
