@@ -1,7 +1,8 @@
 """The benchmark itself, run for a few seconds, so that it cannot rot unnoticed: one level,
 one short run of our service, the audit of every 202 on (it always is); and the same for
 ``--cancel``, with two stream lengths and two wrk threads; and for the read side's modes
-(``--rebuild``, ``--queries``, ``--freshness``, ``--projector`` and the pictures)."""
+(``--rebuild``, ``--queries``, ``--freshness``, ``--projector`` and the pictures), and the
+projector's cost per event (``projector_cost``)."""
 
 import re
 import subprocess
@@ -103,3 +104,34 @@ def assert_svg(path: Path, label: str) -> None:
     lines = list(root.iter("{http://www.w3.org/2000/svg}polyline"))
     assert lines
     assert all(line.get("points", "").count(",") >= 1 for line in lines)
+
+
+def test_the_projector_cost_counts_its_cpu_and_its_wal_by_kind_of_record() -> None:
+    result = subprocess.run(
+        [
+            str(REPO / ".venv/bin/python"),
+            "-m",
+            "tests.bench.projector_cost",
+            "--events=5000",
+            "--rounds=1",
+            "--wal-records",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    figures = re.search(
+        r"round 1: 5,000 events .* projector ([\d.]+) µs CPU/event, PostgreSQL ([\d.]+) µs"
+        r" CPU/event, WAL ([\d,]+) B/event",
+        output,
+    )
+    assert figures is not None, output[-4000:]
+    assert all(float(figure.replace(",", "")) > 0 for figure in figures.groups()), output
+    # Each new order is a row in each of the three tables: three heap inserts per event.
+    inserts = re.search(r"([\d.]+) records/event  Heap/INSERT\n", output)
+    assert inserts is not None, output[-4000:]
+    assert 2.5 < float(inserts.group(1)) < 3.5, output
