@@ -23,6 +23,7 @@ from cqrs_demo.projector.feed import SharedFeed
 from cqrs_demo.projector.process import Projector
 from cqrs_demo.projector.rebuild import Progress, rebuild
 from cqrs_demo.projector.runner import Parts
+from cqrs_demo.projector.stopping import until_signal
 from cqrs_demo.settings import Settings
 from cqrs_demo.store.conninfo import describe
 from cqrs_demo.store.errors import StoreError, StoreUnavailable
@@ -42,9 +43,10 @@ START_TIMEOUT_SECONDS = 10.0
 PRUNE_EVERY_SECONDS = 600.0
 PUBLISH_EVERY_SECONDS = 1.0
 # The longest a stop waits for a pool's background tasks (a reconnection to a server that
-# answers nothing would take its connect_timeout): the projector's, after its loops' grace
-# (projector.process.STOP_GRACE_SECONDS), well inside its unit's TimeoutStopSec (15 s); an
-# API worker's, after the drain, inside the 5 s the main process gives it (server._stop).
+# answers nothing would take its connect_timeout): the projector's and a rebuild's, after
+# their tasks' grace (projector.stopping.STOP_GRACE_SECONDS), the projector's well inside its
+# unit's TimeoutStopSec (15 s); an API worker's, after the drain, inside the 5 s the main
+# process gives it (server._stop).
 STOP_POOL_SECONDS = 1.0
 
 
@@ -273,25 +275,36 @@ async def rebuild_projection(
     conninfo: str, name: str, *, afresh: bool, batch_size: int, progress: Progress
 ) -> Checkpoint:
     """``cqrs-demo projections rebuild``: rebuild projection ``name`` (one rebuild of it at a
-    time: a second waits for the first) and swap it in; see ``projector.rebuild``."""
+    time: a second waits for the first) and swap it in; see ``projector.rebuild``. SIGTERM
+    or SIGINT stops it within seconds (``projector.stopping.until_signal``): raises
+    ``Stopped``, what it had committed kept."""
     rebuilding, pools = await open_rebuild(conninfo, name)
     try:
         feed = SharedFeed(ProjectionFeed(pools[0]), batch_size=batch_size, keep_pages=2)
         locks = PostgresProjectionLocks(conninfo, poll_seconds=1.0)
-        async with locks.hold(rebuilding.name):
-            return await rebuild(PROJECTIONS[name], rebuilding, feed, progress, afresh=afresh)
+
+        async def rebuilt() -> Checkpoint:
+            async with locks.hold(rebuilding.name):
+                return await rebuild(PROJECTIONS[name], rebuilding, feed, progress, afresh=afresh)
+
+        return await until_signal(rebuilt(), name=f"rebuild {name}", also=feed.reads)
     finally:
         for pool in pools:
-            await pool.close()
+            await pool.close(wait_seconds=STOP_POOL_SECONDS)
 
 
 async def drop_rebuild(conninfo: str, name: str) -> None:
     """``cqrs-demo projections rebuild --drop``: drop the rebuild of ``name`` (tables and
-    checkpoint), once no rebuild of it runs."""
+    checkpoint), once no rebuild of it runs. SIGTERM or SIGINT stops it as they stop a
+    rebuild."""
     rebuilding, pools = await open_rebuild(conninfo, name)
     try:
-        async with PostgresProjectionLocks(conninfo, poll_seconds=1.0).hold(rebuilding.name):
-            await rebuilding.drop()
+
+        async def dropped() -> None:
+            async with PostgresProjectionLocks(conninfo, poll_seconds=1.0).hold(rebuilding.name):
+                await rebuilding.drop()
+
+        await until_signal(dropped(), name=f"drop the rebuild of {name}")
     finally:
         for pool in pools:
-            await pool.close()
+            await pool.close(wait_seconds=STOP_POOL_SECONDS)

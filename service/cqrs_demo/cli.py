@@ -280,12 +280,19 @@ def _projections(arguments: argparse.Namespace) -> int:
 
 
 def _rebuild(conninfo: str, arguments: argparse.Namespace) -> int:
+    """SIGINT or SIGTERM stops it within seconds, even with a server that answers nothing
+    (``projector.stopping``); what it had committed is kept, to resume or drop."""
     from cqrs_demo.bootstrap import drop_rebuild, rebuild_projection
     from cqrs_demo.projector.rebuild import RebuildStopped
+    from cqrs_demo.projector.stopping import Stopped
 
     name = str(arguments.name)
     if arguments.drop:
-        asyncio.run(drop_rebuild(conninfo, name))
+        try:
+            asyncio.run(drop_rebuild(conninfo, name))
+        except Stopped as stopped:
+            print(f"{stopped}: the rebuild of {name} was not dropped", file=sys.stderr)
+            return 128 + stopped.signum
         print(f"dropped the rebuild of {name} (its tables and checkpoint), if there was one")
         return 0
     if not 1 <= arguments.batch_size <= 100_000:
@@ -302,14 +309,14 @@ def _rebuild(conninfo: str, arguments: argparse.Namespace) -> int:
                 progress=progress,
             )
         )
-    except KeyboardInterrupt:
+    except Stopped as stopped:
         progress.end()
         print(
-            f"interrupted: the rebuild of {name} is kept; run the same command to resume it,"
-            " or with --drop to drop it",
+            f"interrupted ({stopped}): the rebuild of {name} is kept; run the same command to"
+            " resume it, or with --drop to drop it",
             file=sys.stderr,
         )
-        return 130
+        return 128 + stopped.signum
     except RebuildStopped as error:
         progress.end()
         print(f"cqrs-demo projections rebuild {name}: {error}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """What the projector tests share: a ``cqrs-demo project`` process, writers, and the audit
-that recomputes both read models from ``events`` with SQL and compares them row by row."""
+that recomputes both read models from ``events`` with SQL and compares them row by row, and
+the rebuild command."""
 
 import asyncio
 import itertools
@@ -256,3 +257,36 @@ SELECT 'backlog-' || (i %% 500), 'OrderCreated',
        i / 500 + 1
 FROM generate_series(0, %s - 1) AS i
 """
+
+
+def rebuild(database_url: str, *options: str) -> subprocess.Popen[str]:
+    """The rebuild command, with SIGINT's default action whatever this process inherited: a
+    suite started in the background by a shell without job control ignores SIGINT, and so
+    would the command (Python keeps an ignored SIGINT ignored), never interrupted by it."""
+    return subprocess.Popen(
+        [CQRS_DEMO, "projections", "rebuild", *options],
+        env={**os.environ, "CQRS_DATABASE_URL": database_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def wait_for_progress(database_url: str, name: str, beyond: int) -> None:
+    """Until rebuild ``name``'s checkpoint has applied more than ``beyond`` events (a
+    rebuild is interrupted mid-way, however fast it runs: a fixed sleep let a faster one
+    finish first)."""
+    deadline = time.monotonic() + 60
+    while (found := checkpoints(database_url).get(name)) is None or found[1] <= beyond:
+        assert time.monotonic() < deadline, f"{name} did not pass {beyond} events in 60 s"
+        time.sleep(0.01)
+
+
+def finished(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=120)
+    return process.returncode, out, err

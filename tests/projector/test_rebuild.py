@@ -2,10 +2,7 @@
 swapped in in one transaction; an interrupted rebuild resumes, or is dropped cleanly."""
 
 import asyncio
-import os
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import psycopg
@@ -15,46 +12,15 @@ from tests.projector.support import (
     Writers,
     audit,
     checkpoints,
+    finished,
     insert_backlog,
+    rebuild,
     running_projector,
+    wait_for_progress,
     wait_until_caught_up,
 )
-from tests.support import CQRS_DEMO
 
 pytestmark = pytest.mark.anyio
-
-
-def rebuild(database_url: str, *options: str) -> subprocess.Popen[str]:
-    """The rebuild command, with SIGINT's default action whatever this process inherited: a
-    suite started in the background by a shell without job control ignores SIGINT, and so
-    would the command (Python keeps an ignored SIGINT ignored), never interrupted by it."""
-    return subprocess.Popen(
-        [CQRS_DEMO, "projections", "rebuild", *options],
-        env={**os.environ, "CQRS_DATABASE_URL": database_url},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_default_sigint,
-    )
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def wait_for_progress(database_url: str, name: str, beyond: int) -> None:
-    """Until rebuild ``name``'s checkpoint has applied more than ``beyond`` events (a
-    rebuild is interrupted mid-way, however fast it runs: a fixed sleep let a faster one
-    finish first)."""
-    deadline = time.monotonic() + 60
-    while (found := checkpoints(database_url).get(name)) is None or found[1] <= beyond:
-        assert time.monotonic() < deadline, f"{name} did not pass {beyond} events in 60 s"
-        time.sleep(0.01)
-
-
-def finished(process: subprocess.Popen[str]) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=120)
-    return process.returncode, out, err
 
 
 def rows(database_url: str, statement: str) -> list[tuple[object, ...]]:

@@ -7,18 +7,14 @@ SIGINT: ``STOPPING=1``, the loops are cancelled (a batch being committed is eith
 or rolled back by the server), connections closed, exit 0. A loop that ends on an error it
 cannot outlive: exit 1, systemd restarts.
 
-The stop is bounded: a statement running when the loops are cancelled is cancelled in the
-server by psycopg, which waits up to 5 s for the cancel request to be taken and 5 s more for
-the statement to end. A server that answers nothing (a host hung or cut off) made a stop
-last 15 s, the unit's ``TimeoutStopSec``, and systemd killed the process. After
-``STOP_GRACE_SECONDS`` the loops still running are cancelled again, which makes psycopg
-close their connections at once (the server rolls back what they had not committed: the
-batch and its checkpoint together, so nothing is applied twice or lost).
+The stop is bounded (``stopping``): a server that answers nothing (a host hung or cut off)
+made it last 15 s, the unit's ``TimeoutStopSec``, and systemd killed the process; now the
+loops still waiting for the server ``STOP_GRACE_SECONDS`` after the stop have their
+connections closed.
 """
 
 import asyncio
 import logging
-import signal
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -26,15 +22,12 @@ from typing import Any, NoReturn
 from cqrs_demo.domain.projections import Projection
 from cqrs_demo.ports import Wakeups
 from cqrs_demo.projector.runner import Parts, collect_less, run_projection
+from cqrs_demo.projector.stopping import STOP_GRACE_SECONDS, cancel_within, stop_signals
 from cqrs_demo.projector.wakeups import ProjectionWakeups
 from cqrs_demo.release import release_id
 from cqrs_demo.systemd import notify
 
 log = logging.getLogger("cqrs_demo.projector")
-
-# How long the stop waits for the loops to end once cancelled, before it closes the
-# connections of those still waiting for the server (module docstring).
-STOP_GRACE_SECONDS = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +54,7 @@ def project(projector: Projector) -> int:
 async def _run(projector: Projector) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in stop_signals():
         loop.add_signal_handler(signum, stop.set)
     await projector.start()
     wakeups = ProjectionWakeups(tuple(projector.projections))
@@ -86,26 +79,6 @@ async def _run(projector: Projector) -> int:
     finally:
         notify("STOPPING=1")
         reads = projector.parts.feed.reads()
-        await _cancel_within(STOP_GRACE_SECONDS, [stopping, *tasks, *reads])
+        await cancel_within(STOP_GRACE_SECONDS, [stopping, *tasks, *reads])
         await projector.stop()
         log.info("projector stopped")
-
-
-async def _cancel_within(seconds: float, tasks: list["asyncio.Task[Any]"]) -> None:
-    """Cancel ``tasks`` and wait for them ``seconds`` at most; then cancel those still
-    waiting for the database again, which closes their connections (module docstring),
-    and wait for them to end."""
-    for task in tasks:
-        task.cancel()
-    _, waiting = await asyncio.wait(tasks, timeout=seconds)
-    if waiting:
-        names = ", ".join(sorted(task.get_name() for task in waiting))
-        log.warning(
-            "the database did not answer within %.0f s of the stop (%s); closing their"
-            " connections without waiting: the server rolls back what they had not committed",
-            seconds,
-            names,
-        )
-        for task in waiting:
-            task.cancel()
-        await asyncio.wait(waiting)
