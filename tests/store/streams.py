@@ -34,6 +34,18 @@ def order(user: str, price: str = "150.00") -> OrderCreated:
 
 
 @dataclass(frozen=True)
+class BareEvent:
+    """An event whose payload names no stream: what it is written to is only the stream."""
+
+    event_type: ClassVar[str] = "Bare"
+    event_id: UUID
+    occurred_on: datetime
+
+    def payload(self) -> dict[str, object]:
+        return {"event_type": self.event_type}
+
+
+@dataclass(frozen=True)
 class OddEvent:
     """An event whose type is too long for the table's VARCHAR(100): the database refuses it."""
 

@@ -41,6 +41,17 @@ async def test_a_refused_statement_raises_psycopgs_error_and_the_connection_goes
             await divide.run(conn, [b"0"])
 
 
+async def test_a_value_with_a_nul_byte_is_refused_before_it_is_sent(database: Database) -> None:
+    # Sent, libpq would cut it at the NUL (a C string): "a" would be written for "a\0b".
+    async with database.connection() as conn:
+        with pytest.raises(psycopg.DataError, match="cannot contain NUL"):
+            await ECHO.run(conn, [b"a\x00b"])
+        assert await ECHO.run(conn, [b"a"]) == [(b"a", b"1", None)]
+    with pytest.raises(StoreError, match="DataError"):
+        async with database.connection() as conn:
+            await ECHO.run(conn, [b"a\x00b"])
+
+
 async def test_a_statement_that_does_not_prepare_raises_its_error(database: Database) -> None:
     broken = PreparedStatement(b"test_broken", b"SELECT * FROM no_such_table WHERE a = $1")
     async with database.connection() as conn:

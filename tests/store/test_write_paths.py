@@ -12,6 +12,7 @@ function is the only path for it.
 
 import asyncio
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
 
@@ -34,7 +35,7 @@ from tests.races import (
     wait_until_blocked_by_others,
 )
 from tests.store.conftest import RETENTION
-from tests.store.streams import OddEvent, new_stream, order, position_of, rows
+from tests.store.streams import BareEvent, OddEvent, new_stream, order, position_of, rows
 
 pytestmark = pytest.mark.anyio
 METADATA = {"command_id": "c", "correlation_id": "k"}
@@ -256,6 +257,17 @@ async def test_an_error_other_than_a_conflict_fails_a_command_alone_and_writes_n
     with pytest.raises(StoreError, match=error):
         await write([command(refused, event=odd)])
     assert await rows(database_url, refused) == []
+
+
+async def test_a_stream_name_with_a_nul_byte_is_refused_not_cut_short(
+    write: Write, database_url: str
+) -> None:
+    # PostgreSQL's text holds no NUL; a text parameter is a C string to libpq, which would
+    # have written the event to the stream named by what comes before it.
+    stream = new_stream()
+    with pytest.raises(StoreError):
+        await write([command(stream + "\x00tail", event=BareEvent(uuid7(), datetime.now(UTC)))])
+    assert await rows(database_url, stream) == []
 
 
 async def test_two_batches_take_their_rows_in_one_order_and_never_deadlock(

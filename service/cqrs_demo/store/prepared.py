@@ -8,7 +8,8 @@ sends the prepared statement with ``PGconn.send_query_prepared`` (``Connection.p
 psycopg's documented low-level interface), waits on the socket with one future, and hands
 back the rows as text. A failed statement raises psycopg's own exception for it
 (``psycopg.errors.error_from_result``), so ``Database.connection`` translates it as any
-other. Parameters and results are in text format.
+other. Parameters and results are in text format (a parameter holding a NUL byte is refused
+before it is sent, as psycopg refuses one).
 """
 
 import asyncio
@@ -38,7 +39,12 @@ class PreparedStatement:
     sql: bytes
 
     async def run(self, conn: Connection, params: Sequence[bytes | None]) -> list[Row]:
-        """The rows of the statement run with ``params``, each value as text or ``None``."""
+        """The rows of the statement run with ``params``, each value as text or ``None``.
+        A value holding a NUL byte raises ``psycopg.DataError``, as psycopg does: libpq
+        sends text values as C strings, which would end at it, and PostgreSQL's text holds
+        none."""
+        if any(value is not None and b"\x00" in value for value in params):
+            raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
         pgconn = conn.pgconn
         pgconn.send_query_prepared(self.name, params)
         results = await _round_trip(pgconn)
