@@ -14,18 +14,20 @@ from tests.support import REPO, require_binary
 QUICK = ["--duration=1", "--rounds=1", "--warmup=0"]
 
 
-def run_benchmark(*options: str) -> str:
-    """``tests/bench/run`` with ``options``; its output, once it has exited 0."""
-    require_binary("wrk")
+def finished_output(command: list[str]) -> str:
+    """The output of ``command`` (run from the repository), once it has exited 0."""
     result = subprocess.run(
-        [str(REPO / "tests/bench/run"), *options],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
+    return output
+
+
+def run_benchmark(*options: str) -> str:
+    """``tests/bench/run`` with ``options``; its output, once it has exited 0."""
+    require_binary("wrk")
+    output = finished_output([str(REPO / "tests/bench/run"), *options])
     assert re.search(r"events in the table\(s\): ([\d,]+), expected \1\n", output), output[-4000:]
     return output
 
@@ -107,23 +109,8 @@ def assert_svg(path: Path, label: str) -> None:
 
 
 def test_the_projector_cost_counts_its_cpu_and_its_wal_by_kind_of_record() -> None:
-    result = subprocess.run(
-        [
-            str(REPO / ".venv/bin/python"),
-            "-m",
-            "tests.bench.projector_cost",
-            "--events=5000",
-            "--rounds=1",
-            "--wal-records",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
+    module = ["-m", "tests.bench.projector_cost", "--events=5000", "--rounds=1", "--wal-records"]
+    output = finished_output([str(REPO / ".venv/bin/python"), *module])
     figures = re.search(
         r"round 1: 5,000 events .* projector ([\d.]+) µs CPU/event, PostgreSQL ([\d.]+) µs"
         r" CPU/event, WAL ([\d,]+) B/event",
