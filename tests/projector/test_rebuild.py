@@ -3,6 +3,7 @@ swapped in in one transaction; an interrupted rebuild resumes, or is dropped cle
 
 import asyncio
 import signal
+import time
 from pathlib import Path
 
 import psycopg
@@ -112,3 +113,30 @@ async def test_an_interrupted_rebuild_resumes_or_is_dropped(
         ) == [(0,)]
         wait_until_caught_up(fresh_database_url)
     assert audit(fresh_database_url) == 20_000
+
+
+async def test_a_drop_stopped_while_it_waits_for_a_running_rebuild_drops_nothing(
+    fresh_database_url: str,
+) -> None:
+    insert_backlog(fresh_database_url, 20_000)
+    running = rebuild(fresh_database_url, "orders", "--batch-size", "1")
+    try:
+        wait_for_progress(fresh_database_url, "orders:rebuild", 100)
+        dropping = rebuild(fresh_database_url, "orders", "--drop")
+        # Both hold a session for the rebuild's lock: the drop is waiting for it.
+        lock_sessions = (
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = 'cqrs-demo projector lock orders:rebuild'"
+        )
+        deadline = time.monotonic() + 30
+        while rows(fresh_database_url, lock_sessions) != [(2,)]:
+            assert time.monotonic() < deadline, "the drop never waited for the lock"
+            time.sleep(0.05)
+        dropping.send_signal(signal.SIGINT)
+        code, _, err = finished(dropping)
+        assert code == 130, err
+        assert "stopped by SIGINT: the rebuild of orders was not dropped" in err
+        assert checkpoints(fresh_database_url)["orders:rebuild"][3] == "rebuilding"
+    finally:
+        running.kill()
+        finished(running)  # its pipes closed
