@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         for failure in bench.failures:
             print(f"FAILED: {failure}")
         total_ok = check_totals(runs, databases, arguments)
+        total_ok = check_read_models(target) and total_ok
         (workdir / "runs.json").write_text(json.dumps([asdict(run) for run in runs], default=str))
         return 0 if audits_ok and total_ok else 1
     finally:
@@ -157,10 +158,13 @@ def start_systems(
     ours = start_service("ours", main_database.url, workdir, arguments.tree)
     systems.append(ours)
     if arguments.projector or arguments.freshness:
-        projector = start_projector(main_database.url, workdir, arguments.tree)
+        projector = start_projector(
+            main_database.url, workdir, arguments.tree, kind=arguments.projector or "project"
+        )
         companions.append(projector)
         ours.workers.append(projector.process.pid)
         main_database.projected = True
+        main_database.rows_projected = arguments.projector != "floor-pass-over"
     target = {"ours": main_database}
     if arguments.compare_tree:
         other_database = server.create_database("cqrs_events_other")
@@ -175,11 +179,16 @@ def start_systems(
         systems.append(other)
         if arguments.projector:  # each system with a projector of its own tree
             other_projector = start_projector(
-                other_database.url, workdir, arguments.compare_tree, "other-projector"
+                other_database.url,
+                workdir,
+                arguments.compare_tree,
+                "other-projector",
+                arguments.compare_projector,
             )
             companions.append(other_projector)
             other.workers.append(other_projector.process.pid)
             other_database.projected = True
+            other_database.rows_projected = arguments.compare_projector != "floor-pass-over"
         target["other"] = other_database
     if arguments.queries:
         history = insert_history(main_database.url, arguments.query_events[0])
@@ -417,6 +426,22 @@ def check_totals(runs: list[Run], databases: list[Database], arguments: argparse
     found = sum(database.event_count() for database in by_name.values())
     print(f"\nevents in the table(s): {found:,}, expected {expected:,}")
     return found == expected
+
+
+def check_read_models(target: dict[str, Database]) -> bool:
+    """Each database whose projector writes rows: its read models hold a row for every order,
+    user and open order its events name (the projector caught up after every run)."""
+    ok = True
+    for name, database in target.items():
+        if database.rows_projected:
+            found, expected = database.read_model_rows()
+            print(
+                f"read models of {name}: {found[0]:,} orders, {found[1]:,} user summaries,"
+                f" {found[2]:,} open orders; the events name {expected[0]:,},"
+                f" {expected[1]:,} and {expected[2]:,}"
+            )
+            ok = ok and found == expected
+    return ok
 
 
 def print_memory(systems: list[System]) -> None:

@@ -4,6 +4,8 @@ import argparse
 import os
 from pathlib import Path
 
+from tests.bench.systems import PROJECTORS
+
 DESCRIPTION = (
     "The throughput benchmark: our service against the seed's Go peer, at production durability."
 )
@@ -40,9 +42,18 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--projector",
-        action="store_true",
-        help="run cqrs-demo project beside our service (its CPU counted as the service's),"
-        " and beside 'other' one of its own tree",
+        nargs="?",
+        const="project",
+        choices=PROJECTORS,
+        help="run a projector beside our service (its CPU counted as the service's), and"
+        " beside 'other' one of its own tree: 'project' (the default) is cqrs-demo project;"
+        " 'floor' writes the same rows by one SQL statement per batch, 'floor-pass-over'"
+        " only follows the feed (tests/bench/floor_projector.py, the create load only)",
+    )
+    parser.add_argument(
+        "--compare-projector",
+        choices=PROJECTORS,
+        help="the projector beside 'other' (default: as --projector)",
     )
     parser.add_argument("--tree", type=Path, help="take our service's code from TREE/service")
     parser.add_argument("--commit", metavar="REV", help="... from commit REV (git archive)")
@@ -178,6 +189,15 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--compare-tree/--compare-commit are for the baseline runs only")
     if arguments.compare_env and not (arguments.compare_tree or arguments.compare_commit):
         parser.error("--compare-env is for 'other': give --compare-tree or --compare-commit")
+    if arguments.compare_projector and not (
+        arguments.projector and (arguments.compare_tree or arguments.compare_commit)
+    ):
+        parser.error(
+            "--compare-projector is for 'other' beside --projector: give --projector and"
+            " --compare-tree or --compare-commit"
+        )
+    if arguments.projector:
+        arguments.compare_projector = arguments.compare_projector or arguments.projector
     for assignment in arguments.compare_env:
         name, equals, _ = assignment.partition("=")
         if not (equals and name.startswith("CQRS_")):

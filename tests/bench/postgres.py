@@ -16,6 +16,15 @@ from cqrs_demo.localdb import LocalPostgres
 from tests.bench.procs import children
 
 REPO = Path(__file__).resolve().parents[2]
+_READ_MODEL_ROWS = b"""
+SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM user_order_summaries),
+       (SELECT count(*) FROM user_order_summary_open_orders),
+       count(*) FILTER (WHERE event_type = 'OrderCreated'),
+       count(DISTINCT payload->>'user_id') FILTER (WHERE event_type = 'OrderCreated'),
+       count(*) FILTER (WHERE event_type = 'OrderCreated')
+         - count(*) FILTER (WHERE event_type = 'OrderCancelled')
+FROM events
+"""
 ROLE_DEFAULTS = REPO / "ansible/roles/cqrs_postgresql/defaults/main.yml"
 DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 PROFILING = {"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"}
@@ -95,6 +104,7 @@ class Database:
         self.preloaded_rows = 0  # rows inserted between runs (--cancel's streams)
         self.statements = False  # pg_stat_statements loaded: time the statements of a run
         self.projected = False  # a projector keeps read models of it: wait for it after a run
+        self.rows_projected = False  # ... and writes their rows (not the floor passing over)
 
     def close(self) -> None:
         self.conn.close()
@@ -187,6 +197,15 @@ class Database:
             " WHERE (e.transaction_id, e.id) > (c.transaction_id, c.event_number))), 0)"
             " FROM projection_checkpoints c WHERE c.projection NOT LIKE '%%:rebuild'"
         )
+
+    def read_model_rows(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """The rows of the read models (orders, user summaries, open orders), and what the
+        events say they must be once projected: OrderCreated events, their users, and
+        OrderCreated less OrderCancelled."""
+        row = self.conn.execute(_READ_MODEL_ROWS).fetchone()
+        assert row is not None
+        found, expected = tuple(int(value) for value in row[:3]), tuple(int(v) for v in row[3:])
+        return (found[0], found[1], found[2]), (expected[0], expected[1], expected[2])
 
     def wal(self) -> tuple[int, int, int]:
         """(WAL bytes, full-page images, WAL syncs) written since the server started."""

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cqrs_demo.localdb import free_port
+from tests.bench import floor_projector
+from tests.bench.postgres import REPO
 from tests.bench.procs import children, command_line
 
 CQRS_DEMO = str(Path(sys.executable).with_name("cqrs-demo"))
@@ -143,24 +145,41 @@ def start_service(
     return system
 
 
+# What --projector runs beside the service: the projector as its unit runs it, or the floor
+# (tests/bench/floor_projector.py) with the rows or passing over them.
+PROJECTORS = ("project", "floor", "floor-pass-over")
+
+
 def start_projector(
-    database_url: str, workdir: Path, tree: Path | None, name: str = "projector"
+    database_url: str,
+    workdir: Path,
+    tree: Path | None,
+    name: str = "projector",
+    kind: str = "project",
 ) -> System:
-    """``cqrs-demo project`` as its unit runs it (the CQRS_* defaults), logging as under
-    systemd to ``workdir/NAME.log``; ready once it holds the lock of every projection (its
-    log says so)."""
+    """The projector of ``kind`` (``PROJECTORS``): ``cqrs-demo project`` as its unit runs it
+    (the CQRS_* defaults), ready once it holds the lock of every projection (its log says
+    so), or the floor projector, ready once it says so; logging as under systemd to
+    ``workdir/NAME.log``."""
     log = workdir / f"{name}.log"
     environ = {**service_environment(tree), "CQRS_DATABASE_URL": database_url}
+    if kind == "project":
+        command, ready, count = [CQRS_DEMO, "project"], "took the lock", 2
+    else:
+        mode = "rows" if kind == "floor" else kind.removeprefix("floor-")
+        command = [sys.executable, "-m", "tests.bench.floor_projector", mode]
+        ready, count = floor_projector.READY, 1
+        environ["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO), *([environ["PYTHONPATH"]] if tree is not None else [])]
+        )
     with log.open("wb") as output:
         stat = os.fstat(output.fileno())
         environ["JOURNAL_STREAM"] = f"{stat.st_dev}:{stat.st_ino}"
-        process = subprocess.Popen(
-            [CQRS_DEMO, "project"], env=environ, stdout=output, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, env=environ, stdout=output, stderr=subprocess.STDOUT)
     system = System(name, process, "", log)
     deadline = time.monotonic() + START_SECONDS
     try:
-        while system.tail(100_000).count("took the lock") < 2:
+        while system.tail(100_000).count(ready) < count:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the projector did not start:\n{system.tail()}")
             time.sleep(0.1)

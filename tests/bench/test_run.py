@@ -1,8 +1,8 @@
 """The benchmark itself, run for a few seconds, so that it cannot rot unnoticed: one level,
 one short run of our service, the audit of every 202 on (it always is); and the same for
 ``--cancel``, with two stream lengths and two wrk threads; and for the read side's modes
-(``--rebuild``, ``--queries``, ``--freshness``, ``--projector`` and the pictures), and the
-projector's cost per event (``projector_cost``)."""
+(``--rebuild``, ``--queries``, ``--freshness``, ``--projector``, the floor projector, and the
+pictures), and the projector's cost per event (``projector_cost``)."""
 
 import re
 import subprocess
@@ -95,6 +95,27 @@ def test_a_short_run_with_the_projector_draws_requests_and_p99_by_connections(
     assert "audit ok" in output, output[-4000:]
     assert_svg(tmp_path / "create-rps.svg", "requests/s")
     assert_svg(tmp_path / "create-p99.svg", "p99 latency, ms")
+
+
+def test_a_short_run_beside_the_floor_projector_writes_its_rows_or_passes_over_them() -> None:
+    output = run_benchmark(
+        "--levels=2",
+        "--pgbench-seconds=0",
+        "--projector=floor",
+        f"--compare-tree={REPO}",
+        "--compare-projector=floor-pass-over",
+        *QUICK,
+    )
+    rows = re.search(
+        r"read models of ours: ([\d,]+) orders, \1 user summaries, \1 open orders; the events"
+        r" name \1, \1 and \1\n",
+        output,
+    )
+    assert rows is not None, output[-4000:]
+    assert int(rows[1].replace(",", "")) > 0
+    assert "read models of other" not in output  # passing over, it writes none
+    caught_up = re.findall(r"projector \d+ events behind at the end, [\d.]+ s to apply", output)
+    assert len(caught_up) == 2, output[-4000:]  # each caught up after its run
 
 
 def assert_svg(path: Path, label: str) -> None:
