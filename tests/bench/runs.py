@@ -119,7 +119,7 @@ def run_once(
         script=workload.script,
         script_arguments=workload.arguments,
     )
-    projector_behind = _projector_caught_up(database) if database.projected else None
+    projector_behind = projector_caught_up(database) if database.projected else None
     cpu_after = snapshot(groups, reaping=[server.postmaster()])
     database.wait_quiet()
     statements = database.statement_milliseconds()
@@ -151,7 +151,7 @@ def run_once(
     )
 
 
-def _projector_caught_up(database: Database, *, timeout: float = 120.0) -> tuple[int, float]:
+def projector_caught_up(database: Database, *, timeout: float = 120.0) -> tuple[int, float]:
     """Wait until the projector has applied every event: how many it had not when called,
     and how long that took. Its work for the run's commands is the run's, so the CPU is
     counted until then. Raises if it takes longer than ``timeout``."""

@@ -2,6 +2,7 @@
 
 import select
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -26,6 +27,13 @@ UNREACHABLE_WAIT_SECONDS = 0.5
 # one (the pool grows on demand, at once), so the first request after an outage, waiting
 # its UNREACHABLE_WAIT_SECONDS, gets a connection.
 RECONNECT_GIVE_UP_SECONDS = 0.1
+# A pool that prefers a standby (``target_session_attrs=prefer-standby``: the queries' read
+# pool) keeps a connection to a server that is not one for this long at most, then closes
+# it as it is given back; the pool replaces it, with a standby if one answers. Such a
+# connection was made when no standby answered (a standby restarting, say), or its standby
+# was promoted under it: without this, the reads stayed on the primary for as long as the
+# connection lived, after every standby was back.
+STANDBY_RETRY_SECONDS = 10.0
 # A request waits for a connection in slices this long, and looks after each whether the
 # server has since been found unreachable: one that began waiting before an outage then
 # gets its 503 within the short wait too, not after the pool's whole timeout.
@@ -59,6 +67,13 @@ class Database:
     projection's batch and its checkpoint): a crash of the server may lose the last such
     commits, whole, and the projector applies those events again. Each of them cost a flush
     the commands' commits then waited behind (``docs/performance.md``).
+
+    A pool whose ``conninfo`` prefers a standby (``target_session_attrs=prefer-standby``)
+    closes a connection as it is given back once it has been on a server that is not a
+    standby for ``standby_retry_seconds`` (``STANDBY_RETRY_SECONDS``); the pool makes another
+    in the background, on a standby if one answers, else on the primary again for as long.
+    The server's role is what it reports (``in_hot_standby``, PostgreSQL 14 and later), read
+    without a round trip.
     """
 
     def __init__(
@@ -70,6 +85,7 @@ class Database:
         timeout: float,
         custom_plans: bool = False,
         derived_commits: bool = False,
+        standby_retry_seconds: float = STANDBY_RETRY_SECONDS,
     ) -> None:
         self.pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             conninfo,
@@ -84,6 +100,14 @@ class Database:
             name="cqrs-demo",
         )
         self.unreachable = False
+        attributes = psycopg.conninfo.conninfo_to_dict(conninfo).get("target_session_attrs")
+        self._prefers_standby = attributes == "prefer-standby"
+        self._standby_retry_seconds = standby_retry_seconds
+        # Connections of a pool that prefers a standby, lent while on a server that is
+        # not one: since when (time.monotonic()).
+        self._off_standby: weakref.WeakKeyDictionary[Connection, float] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def open(self, *, wait_seconds: float) -> None:
         """Open the pool and wait until ``min_size`` connections are made; raise
@@ -147,6 +171,18 @@ class Database:
             await conn.close()
             await self.pool.putconn(conn)  # closed: the pool discards it and reconnects
 
+    def _off_standby_too_long(self, conn: Connection) -> bool:
+        """Whether ``conn``, of a pool that prefers a standby, has been on a server that is
+        not one (it reports ``in_hot_standby`` off) for ``standby_retry_seconds`` of its
+        loans. A pool without that preference never retires a connection here."""
+        if not self._prefers_standby:
+            return False
+        if conn.pgconn.parameter_status(b"in_hot_standby") == b"on":
+            self._off_standby.pop(conn, None)
+            return False
+        now = time.monotonic()
+        return now - self._off_standby.setdefault(conn, now) >= self._standby_retry_seconds
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """Lend a connection, translating driver errors.
@@ -164,6 +200,8 @@ class Database:
                 self.unreachable = False
                 yield conn
             finally:
+                if self._off_standby_too_long(conn):
+                    await conn.close()  # the pool replaces it: with a standby, if one answers
                 await self.pool.putconn(conn)
         except PoolTimeout as error:
             # No connection at all (not merely none free): unreachable until one is lent.
