@@ -1,6 +1,6 @@
 """A pool that prefers a standby (the queries' read pool) comes back to one: a connection
 made on the primary while no standby answered, or whose standby was promoted under it, is
-replaced once it has been off a standby for ``standby_retry_seconds``. A pool without that
+replaced as it is given back once it is ``standby_retry_seconds`` old. A pool without that
 preference keeps its connections. A real primary and a real streaming standby each."""
 
 import asyncio
@@ -74,7 +74,7 @@ async def test_a_connection_whose_standby_is_promoted_is_replaced(servers: Repli
         servers.standby.promote()
         assert await lent(database) == (first, False)  # the server says it is a standby no more
         await asyncio.sleep(RETRY_SECONDS)
-        await lent(database)  # off a standby for longer than the retry: closed as given back
+        await lent(database)  # older than the retry, off a standby: closed as given back
         replaced, standby = await lent(database)
         assert replaced != first
         assert not standby  # no standby is left: a primary again, for as long

@@ -28,11 +28,11 @@ UNREACHABLE_WAIT_SECONDS = 0.5
 # its UNREACHABLE_WAIT_SECONDS, gets a connection.
 RECONNECT_GIVE_UP_SECONDS = 0.1
 # A pool that prefers a standby (``target_session_attrs=prefer-standby``: the queries' read
-# pool) keeps a connection to a server that is not one for this long at most, then closes
-# it as it is given back; the pool replaces it, with a standby if one answers. Such a
-# connection was made when no standby answered (a standby restarting, say), or its standby
-# was promoted under it: without this, the reads stayed on the primary for as long as the
-# connection lived, after every standby was back.
+# pool) closes a connection this old or older, as it is given back, when its server is not
+# a standby; the pool replaces it, with a standby if one answers. Such a connection was
+# made when no standby answered (a standby restarting, say), or its standby was promoted
+# under it: without this, the reads stayed on the primary for as long as the connection
+# lived, after every standby was back.
 STANDBY_RETRY_SECONDS = 10.0
 # A request waits for a connection in slices this long, and looks after each whether the
 # server has since been found unreachable: one that began waiting before an outage then
@@ -69,11 +69,12 @@ class Database:
     the commands' commits then waited behind (``docs/performance.md``).
 
     A pool whose ``conninfo`` prefers a standby (``target_session_attrs=prefer-standby``)
-    closes a connection as it is given back once it has been on a server that is not a
-    standby for ``standby_retry_seconds`` (``STANDBY_RETRY_SECONDS``); the pool makes another
-    in the background, on a standby if one answers, else on the primary again for as long.
-    The server's role is what it reports (``in_hot_standby``, PostgreSQL 14 and later), read
-    without a round trip.
+    closes a connection as it is given back when it is ``standby_retry_seconds`` old or
+    older (``STANDBY_RETRY_SECONDS``) and its server is not a standby: one made while no
+    standby answered, or whose standby was promoted. The pool makes another in the
+    background, on a standby if one answers, else on the primary again for as long. The
+    server's role is what it reports (``in_hot_standby``, PostgreSQL 14 and later; updated
+    with the answer to each statement), read without a round trip.
     """
 
     def __init__(
@@ -96,18 +97,22 @@ class Database:
             reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
             open=False,
             kwargs={"autocommit": True, "application_name": "cqrs-demo"},
-            configure=_session_settings(custom_plans=custom_plans, derived=derived_commits),
+            configure=self._configure,
             name="cqrs-demo",
         )
         self.unreachable = False
+        self._settings = _session_settings(custom_plans=custom_plans, derived=derived_commits)
         attributes = psycopg.conninfo.conninfo_to_dict(conninfo).get("target_session_attrs")
         self._prefers_standby = attributes == "prefer-standby"
         self._standby_retry_seconds = standby_retry_seconds
-        # Connections of a pool that prefers a standby, lent while on a server that is
-        # not one: since when (time.monotonic()).
-        self._off_standby: weakref.WeakKeyDictionary[Connection, float] = (
-            weakref.WeakKeyDictionary()
-        )
+        # When each connection was made (time.monotonic()), for a pool that prefers a standby.
+        self._made_at: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
+
+    async def _configure(self, conn: Connection) -> None:
+        """A new connection: its session settings, and when it was made."""
+        if self._prefers_standby:
+            self._made_at[conn] = time.monotonic()
+        await self._settings(conn)
 
     async def open(self, *, wait_seconds: float) -> None:
         """Open the pool and wait until ``min_size`` connections are made; raise
@@ -172,16 +177,15 @@ class Database:
             await self.pool.putconn(conn)  # closed: the pool discards it and reconnects
 
     def _off_standby_too_long(self, conn: Connection) -> bool:
-        """Whether ``conn``, of a pool that prefers a standby, has been on a server that is
-        not one (it reports ``in_hot_standby`` off) for ``standby_retry_seconds`` of its
-        loans. A pool without that preference never retires a connection here."""
+        """Whether ``conn``, of a pool that prefers a standby, is ``standby_retry_seconds``
+        old or older and on a server that is not a standby (it reports ``in_hot_standby``
+        off). A pool without that preference never retires a connection here."""
         if not self._prefers_standby:
             return False
         if conn.pgconn.parameter_status(b"in_hot_standby") == b"on":
-            self._off_standby.pop(conn, None)
             return False
-        now = time.monotonic()
-        return now - self._off_standby.setdefault(conn, now) >= self._standby_retry_seconds
+        made = self._made_at.setdefault(conn, time.monotonic())
+        return time.monotonic() - made >= self._standby_retry_seconds
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
