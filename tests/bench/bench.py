@@ -158,13 +158,8 @@ def start_systems(
     ours = start_service("ours", main_database.url, workdir, arguments.tree)
     systems.append(ours)
     if arguments.projector or arguments.freshness:
-        projector = start_projector(
-            main_database.url, workdir, arguments.tree, kind=arguments.projector or "project"
-        )
-        companions.append(projector)
-        ours.workers.append(projector.process.pid)
-        main_database.projected = True
-        main_database.rows_projected = arguments.projector != "floor-pass-over"
+        kind = arguments.projector or "project"
+        companions.append(beside(ours, main_database, workdir, arguments.tree, kind))
     target = {"ours": main_database}
     if arguments.compare_tree:
         other_database = server.create_database("cqrs_events_other")
@@ -178,17 +173,8 @@ def start_systems(
         )
         systems.append(other)
         if arguments.projector:  # each system with a projector of its own tree
-            other_projector = start_projector(
-                other_database.url,
-                workdir,
-                arguments.compare_tree,
-                "other-projector",
-                arguments.compare_projector,
-            )
-            companions.append(other_projector)
-            other.workers.append(other_projector.process.pid)
-            other_database.projected = True
-            other_database.rows_projected = arguments.compare_projector != "floor-pass-over"
+            kind = arguments.compare_projector
+            companions.append(beside(other, other_database, workdir, arguments.compare_tree, kind))
         target["other"] = other_database
     if arguments.queries:
         history = insert_history(main_database.url, arguments.query_events[0])
@@ -215,6 +201,20 @@ def start_systems(
         target["peer"] = peer_database.for_peer()
         databases.append(target["peer"])
     return target
+
+
+def beside(
+    system: System, database: Database, workdir: Path, tree: Path | None, kind: str
+) -> System:
+    """The projector of ``kind`` started beside ``system`` on its ``database`` (its CPU
+    counted as the system's); the database marked as projected, and as holding rows unless
+    the projector only passes over the events."""
+    name = "projector" if system.name == "ours" else f"{system.name}-projector"
+    projector = start_projector(database.url, workdir, tree, name, kind)
+    system.workers.append(projector.process.pid)
+    database.projected = True
+    database.rows_projected = kind != "floor-pass-over"
+    return projector
 
 
 def measure(bench: Bench) -> None:
